@@ -1,0 +1,189 @@
+"""Awards -> money: the one place rates become minor units.
+
+Rules (shared/DESIGN.md, "Money"):
+
+- a line is ``round(base × rate)`` with the policy's one rounding mode (default ``down``);
+- awards that split a pool are rounded once as a pool and split exactly by largest remainder,
+  ties broken in chain order (``chain[0]`` — the farthest — first);
+- the merchant keeps the rest: ``sum(lines) + merchant_net == base``, to the unit, always;
+- a refund recomputes the lines on the net base (paid − refunded, taken off the commissionable
+  base first) with the rates snapshotted when the order was paid (:meth:`Settlement.rebase`).
+
+>>> from cps_engine.models import load_events
+>>> from cps_engine.graph import ShareGraph
+>>> from cps_engine.policies import load_policy
+>>> evs = load_events([
+...   '{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00+08:00"}',
+...   '{"type":"share","id":"s2","sharer":"bob","parent":"s1","at":"2026-03-01T11:00:00+08:00"}',
+...   '{"type":"order","id":"o1","buyer":"cat","share":"s2","amount":"199.99","currency":"CNY",'
+...   '"shipping":"10.00","at":"2026-03-01T12:00:00+08:00"}'])
+>>> s = compute(evs[2], ShareGraph.from_events(evs), load_policy({"kind": "capped_multilevel",
+...             "rates": ["10%", "5%"]}))
+>>> [(l.payee, l.level, str(l.amount)) for l in s.lines], str(s.merchant_net)
+([('bob', 1, '18.99 CNY'), ('amy', 2, '9.49 CNY')], '161.51 CNY')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from cps_engine.errors import InvalidEvent
+from cps_engine.graph import ShareGraph
+from cps_engine.graph.chains import Chain
+from cps_engine.models import OrderEvent
+from cps_engine.money import Money, Rounding, apply_rate, format_rate
+from cps_engine.policies.base import Award, OrderView, PolicyConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["CommissionLine", "Provenance", "Settlement", "compute", "net_base", "settle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Everything needed to recompute one line: ``amount = round(base × rate)`` (or its share of a
+    rounded pool), where the payee sits (``level``, ``path`` of share/bind ids read, nearest first),
+    and which policy produced it."""
+
+    order: str
+    policy: str
+    config_hash: str
+    rate: Fraction
+    level: int
+    path: tuple[str, ...]
+    rounding: Rounding
+    base: int
+    rule: str
+    pool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionLine:
+    """One payee's commission on one order."""
+
+    order: str
+    payee: str
+    level: int
+    amount: Money
+    rate: Fraction
+    provenance: Provenance
+
+    def as_row(self) -> dict[str, object]:
+        """Flat row: order, payee, level, amount (decimal string), currency, rate (exact text)."""
+        return {"order": self.order, "payee": self.payee, "level": self.level,
+                "amount": str(self.amount.amount), "currency": self.amount.currency,
+                "rate": format_rate(self.rate), "rule": self.provenance.rule,
+                "policy": self.provenance.policy, "config_hash": self.provenance.config_hash,
+                "base": str(Money(self.provenance.base, self.amount.currency).amount),
+                "path": "/".join(self.provenance.path), "rounding": self.provenance.rounding.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The commission lines of one order and what the merchant keeps.
+
+    ``awards`` is the rate snapshot taken when the order was paid; :meth:`rebase` recomputes the
+    lines on a new net base from it (refunds).
+    """
+
+    order: str
+    base: Money
+    lines: tuple[CommissionLine, ...]
+    merchant_net: Money
+    policy: str
+    config_hash: str
+    rounding: Rounding
+    awards: tuple[Award, ...]
+    gross_base: int
+
+    @property
+    def total(self) -> Money:
+        return Money(self.base.minor - self.merchant_net.minor, self.base.currency)
+
+    def rebase(self, refunded: int) -> Settlement:
+        """The same awards on the net base ``gross_base - refunded`` (floored at 0)."""
+        return settle(self.order, self.base.currency, net_base(self.gross_base, refunded), self.awards,
+                      self.policy, self.config_hash, self.rounding, gross_base=self.gross_base)
+
+
+def net_base(gross_base: int, refunded: int) -> int:
+    """Commissionable base left after ``refunded`` minor units came back (base first, never < 0)."""
+    return max(0, gross_base - refunded)
+
+
+def _split(total: int, parts: Sequence[tuple[int, Fraction, int]]) -> dict[int, int]:
+    """Split ``total`` by weights exactly: floors plus largest remainders; ties to the larger level
+    (chain order).  ``parts`` are ``(key, weight, level)``."""
+    weight_sum = sum((w for _, w, _ in parts), Fraction(0))
+    if weight_sum == 0:
+        return {k: 0 for k, _, _ in parts}
+    exact = {k: total * w / weight_sum for k, w, _ in parts}
+    floors = {k: int(v) for k, v in exact.items()}  # values >= 0: int() floors
+    rest = total - sum(floors.values())
+    ranked = sorted(parts, key=lambda p: (-(exact[p[0]] - floors[p[0]]), -p[2], p[0]))
+    for k, _, _ in ranked[:rest]:
+        floors[k] += 1
+    return floors
+
+
+def settle(order_id: str, currency: str, base: int, awards: Sequence[Award], policy: str,
+           config_hash: str, rounding: Rounding, *, gross_base: int | None = None) -> Settlement:
+    """Turn awards into lines on ``base`` minor units of ``currency``.  Pure and exact."""
+    total_rate = sum((a.rate for a in awards), Fraction(0))
+    if total_rate > 1 or any(a.rate < 0 for a in awards):
+        raise InvalidEvent(f"policy {policy!r} awarded rates adding up to {format_rate(total_rate)}, "
+                           "outside [0, 1]", record=order_id)
+    amounts = [0] * len(awards)
+    pools: dict[str, list[int]] = {}
+    for i, a in enumerate(awards):
+        if a.pool is None:
+            amounts[i] = apply_rate(base, a.rate, rounding)
+        else:
+            pools.setdefault(a.pool, []).append(i)
+    for members in pools.values():
+        pool_total = apply_rate(base, sum((awards[i].rate for i in members), Fraction(0)), rounding)
+        split = _split(pool_total, [(i, awards[i].rate, awards[i].level) for i in members])
+        for i in members:
+            amounts[i] = split[i]
+    over = sum(amounts) - base
+    if over > 0:  # only reachable with rounding up: take the excess back from the farthest lines
+        for i in sorted(range(len(awards)), key=lambda j: -awards[j].level):
+            take = min(over, amounts[i])
+            amounts[i] -= take
+            over -= take
+            if over == 0:
+                break
+    lines = tuple(
+        CommissionLine(order_id, a.payee, a.level, Money(amt, currency), a.rate,
+                       Provenance(order_id, policy, config_hash, a.rate, a.level, a.path, rounding, base,
+                                  a.rule, a.pool))
+        for a, amt in zip(awards, amounts, strict=True) if amt
+    )
+    paid = sum(amounts)
+    return Settlement(order_id, Money(base, currency), lines, Money(base - paid, currency), policy,
+                      config_hash, rounding, tuple(awards), base if gross_base is None else gross_base)
+
+
+def compute(order: OrderEvent, chain_or_graph: Chain | ShareGraph, policy: PolicyConfig, *,
+            refunded: int = 0) -> Settlement:
+    """Commission lines for one order under ``policy``.
+
+    ``chain_or_graph`` is the order's :class:`Chain` or the :class:`ShareGraph` to find it in.
+    ``refunded`` (minor units) computes the lines on the net base, as after refunds.
+    """
+    if isinstance(chain_or_graph, ShareGraph):
+        chain = chain_or_graph.chain_for(order, self_purchase=policy.self_purchase)
+    else:
+        chain = chain_or_graph
+    base = policy.base.of(order)
+    view = OrderView(order, base)
+    awards = policy.awards(chain, view)
+    settlement = settle(order.id, order.currency, base, awards, policy.label, policy.config_hash,
+                        policy.rounding)
+    return settlement.rebase(refunded) if refunded else settlement
+
+
+

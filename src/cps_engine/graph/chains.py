@@ -1,0 +1,150 @@
+"""Chains: the ordered payees of one order, walked lazily from the compact index.
+
+A :class:`Chain` never materialises more than a policy asks for: :meth:`Chain.walk` yields links
+nearest-first and stops when the policy stops; :meth:`Chain.first` answers "who is ``chain[0]``"
+in O(1) from cached roots when the path has no repeated person.  Rules (shared/DESIGN.md):
+
+- each person appears once, at the occurrence nearest the buyer;
+- the buyer is removed, unless self-purchase earns: then the buyer is level 1 and the others shift
+  up one level;
+- a share chain runs from the root share down to the order's share; a binding chain is the buyer's
+  uplines as they stood at the order's time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from cps_engine.graph import ShareGraph
+
+__all__ = ["Chain", "Link"]
+
+
+class Link(NamedTuple):
+    """One person in a chain and the record that puts them there (share id, bind id or order id)."""
+
+    payee: str
+    via: str
+
+
+Source = Literal["share", "binding", "none"]
+
+
+class Chain:
+    """The payees of one order, nearest first when walked.  Created by ``ShareGraph.chain_for``."""
+
+    __slots__ = ("_buyer", "_g", "_node", "_self", "_t", "buyer", "order_id", "source")
+
+    def __init__(self, graph: ShareGraph, source: Source, node: int, buyer: str, buyer_id: int,
+                 self_purchase: bool, t: int, order_id: str) -> None:
+        self._g = graph
+        self.source: Source = source
+        self._node = node
+        self.buyer = buyer
+        self._buyer = buyer_id
+        self._self = self_purchase
+        self._t = t
+        self.order_id = order_id
+
+    def walk(self) -> Iterator[Link]:
+        """Links nearest-first: level 1, 2, ... (lazy; stop early to pay for only what you read)."""
+        if self._self:
+            yield Link(self.buyer, self.order_id)
+        g = self._g
+        names = g._people.names
+        buyer = self._buyer
+        if self.source == "share":
+            idx = g._shares
+            sid = idx.share_ids.names
+            parent, sharer = idx.parent, idx.sharer
+            n = self._node
+            if idx.repeat[n]:
+                seen = {buyer}
+                while n >= 0:
+                    p = sharer[n]
+                    if p not in seen:
+                        seen.add(p)
+                        yield Link(names[p], sid[n])
+                    n = parent[n]
+            else:
+                while n >= 0:
+                    p = sharer[n]
+                    if p != buyer:
+                        yield Link(names[p], sid[n])
+                    n = parent[n]
+        elif self.source == "binding":
+            store = g._bindings
+            t = self._t
+            u = buyer
+            a = store.upline(u, t)
+            while a >= 0:
+                yield Link(names[a], store.bind_id(u, t))
+                u = a
+                a = store.upline(u, t)
+
+    def nearest(self, n: int) -> list[Link]:
+        """The first ``n`` links (levels 1..n), or fewer when the chain is shorter."""
+        out: list[Link] = []
+        if n <= 0:
+            return out
+        for link in self.walk():
+            out.append(link)
+            if len(out) == n:
+                break
+        return out
+
+    def all(self) -> list[Link]:
+        """Every link, nearest first.  O(depth): policies that split a pool over the chain need it."""
+        return list(self.walk())
+
+    def first(self) -> Link | None:
+        """``chain[0]``: the person farthest from the buyer (the first sharer / top upline)."""
+        g = self._g
+        if self.source == "share":
+            idx = g._shares
+            n = self._node
+            if not idx.repeat[n]:
+                root = idx.root[n]
+                p = idx.sharer[root]
+                if p != self._buyer:
+                    return Link(g._people.names[p], idx.share_ids.names[root])
+                sec = idx.second[n]
+                if sec >= 0:
+                    return Link(g._people.names[idx.sharer[sec]], idx.share_ids.names[sec])
+                return Link(self.buyer, self.order_id) if self._self else None
+        elif self.source == "binding":
+            top = g._top_upline(self._buyer, self._t)[0]
+            if top is not None:
+                return top
+            return Link(self.buyer, self.order_id) if self._self else None
+        links = self.all()
+        return links[-1] if links else None
+
+    def __len__(self) -> int:
+        """Number of links (the level of ``first()``).  O(1) from the index except on paths where a
+        person repeats, which are walked."""
+        g = self._g
+        extra = 1 if self._self else 0
+        if self.source == "share":
+            idx = g._shares
+            n = self._node
+            if not idx.repeat[n]:
+                return idx.depth[n] + 1 - idx.on_path(self._buyer, n) + extra
+            return len(self.all())
+        if self.source == "binding":
+            return g._top_upline(self._buyer, self._t)[1] + extra
+        return extra
+
+    def time_of(self, link: Link) -> datetime:
+        """When ``link``'s person joined the chain: the share's time, or the binding's start."""
+        return self._g._link_time(self, link)
+
+    def buyer_is_participant(self) -> bool:
+        """Whether the buyer takes part in the programme (has shared, or has a downline)."""
+        return self._g.is_participant_id(self._buyer)
+
+    def __repr__(self) -> str:
+        return f"Chain({self.source}, order={self.order_id!r}, buyer={self.buyer!r})"

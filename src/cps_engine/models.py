@@ -1,0 +1,357 @@
+"""Events: the only input cps_engine reads.
+
+Five frozen pydantic models with a ``type`` discriminator — :class:`ShareEvent`, :class:`BindEvent`,
+:class:`OrderEvent`, :class:`RefundEvent`, :class:`PayoutEvent` — read from and written to JSON
+Lines.  Attributes carry the JSON field names (``order.share``, ``share.parent``).  Amounts are
+exact ``Decimal`` in major units, validated against the currency's exponent; floats are refused.
+Timestamps must carry a zone.
+
+>>> ev = parse_event({"type": "order", "id": "o1", "buyer": "dave", "share": "s2",
+...                   "amount": "199.00", "currency": "CNY", "at": "2026-03-01T10:00:00+08:00",
+...                   "shipping": "10.00"})
+>>> ev.amount, ev.money, ev.share
+(Decimal('199.00'), Money(minor=19900, currency='CNY'), 's2')
+>>> parse_event({"type": "refund", "id": "r1", "order": "o1", "amount": 5.0,  # doctest: +ELLIPSIS
+...              "at": "2026-03-02T00:00:00Z"})
+Traceback (most recent call last):
+...
+cps_engine.errors.InvalidEvent: record 'r1', field 'amount': amount 5.0 is a float; give it as a string ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from cps_engine.errors import CpsError, DuplicateEvent, EventValidationError, InvalidEvent
+from cps_engine.money import CURRENCIES, Money, _to_decimal, parse_amount
+
+__all__ = [
+    "BindEvent",
+    "Event",
+    "OrderEvent",
+    "OrderLine",
+    "PayoutEvent",
+    "RefundEvent",
+    "ShareEvent",
+    "dump_events",
+    "iter_events",
+    "load_events",
+    "parse_event",
+    "validate_events",
+]
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+def _exact(value: Any) -> Any:
+    if value is None:
+        return None
+    return _to_decimal(value, "amount")
+
+
+def _currency(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().upper()
+        if value not in CURRENCIES:
+            raise ValueError(f"unknown currency {value!r} (expected an ISO-4217 code such as 'CNY')")
+    return value
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_exact)]
+Currency = Annotated[str, BeforeValidator(_currency)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    id: Id
+    at: AwareDatetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of the event: ``(type, id)``.  Idempotency and duplicate checks use it."""
+        return (self.type, self.id)  # type: ignore[attr-defined]
+
+
+class ShareEvent(_Event):
+    """Someone shared a link; ``parent`` is the share it was re-shared from (or ``None``)."""
+
+    type: Literal["share"] = "share"
+    sharer: Id
+    parent: Id | None = None
+    campaign: str | None = None
+    product: str | None = None
+
+
+class BindEvent(_Event):
+    """``user`` becomes a downline of ``upline``; ``registration`` marks a bind made at sign-up."""
+
+    type: Literal["bind"] = "bind"
+    user: Id
+    upline: Id
+    registration: bool = False
+
+
+class OrderLine(BaseModel):
+    """One line of an order: ``quantity`` × ``unit_price`` of ``sku``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    sku: Id
+    category: str | None = None
+    quantity: int = Field(default=1, ge=1, le=10**9, strict=True)
+    unit_price: ExactDecimal
+
+
+class OrderEvent(_Event):
+    """A paid order.  ``amount`` is what the buyer paid (after discounts, including shipping and tax).
+
+    ``share`` names the share link it was bought through (the share path decides the payees); when
+    absent the buyer's binding uplines do.
+    """
+
+    type: Literal["order"] = "order"
+    buyer: Id
+    share: Id | None = None
+    amount: ExactDecimal
+    currency: Currency
+    shipping: ExactDecimal | None = None
+    tax: ExactDecimal | None = None
+    lines: tuple[OrderLine, ...] | None = None
+
+    _minor: tuple[int, int, int] = PrivateAttr(default=(0, 0, 0))
+
+    @model_validator(mode="after")
+    def _check_amounts(self) -> OrderEvent:
+        try:
+            amount = parse_amount(self.amount, self.currency)
+            shipping = parse_amount(self.shipping, self.currency) if self.shipping is not None else 0
+            tax = parse_amount(self.tax, self.currency) if self.tax is not None else 0
+            for line in self.lines or ():
+                parse_amount(line.unit_price, self.currency)
+        except CpsError as exc:
+            raise ValueError(exc.message) from None
+        if amount < 0 or shipping < 0 or tax < 0:
+            raise ValueError("amounts must not be negative")
+        if shipping + tax > amount:
+            raise ValueError("shipping + tax exceed the amount paid")
+        if any(line.unit_price < 0 for line in self.lines or ()):
+            raise ValueError("unit_price must not be negative")
+        self._minor = (amount, shipping, tax)
+        return self
+
+    @property
+    def money(self) -> Money:
+        """The amount paid as :class:`Money`."""
+        return Money(self._minor[0], self.currency)
+
+    @property
+    def amount_minor(self) -> int:
+        return self._minor[0]
+
+    @property
+    def shipping_minor(self) -> int:
+        return self._minor[1]
+
+    @property
+    def tax_minor(self) -> int:
+        return self._minor[2]
+
+
+class RefundEvent(_Event):
+    """Money returned to the buyer of ``order``.  ``amount`` ``None`` means the whole order.
+
+    ``kind`` distinguishes an ordinary refund, a chargeback and a cancellation; all three reduce
+    the order's net paid amount the same way.
+    """
+
+    type: Literal["refund"] = "refund"
+    order: Id
+    amount: ExactDecimal | None = None
+    currency: Currency | None = None
+    kind: Literal["refund", "chargeback", "cancel"] = "refund"
+
+    @model_validator(mode="after")
+    def _check_amount(self) -> RefundEvent:
+        if self.amount is not None and self.amount <= 0:
+            raise ValueError("a refund amount must be positive (omit it for a full refund)")
+        return self
+
+    def amount_minor(self, currency: str) -> int | None:
+        """The refunded amount in minor units of the order's ``currency`` (``None``: all of it)."""
+        if self.currency is not None and self.currency != currency:
+            raise InvalidEvent(f"refund in {self.currency} for an order in {currency}",
+                               record=self.id, field="currency")
+        if self.amount is None:
+            return None
+        try:
+            return parse_amount(self.amount, currency)
+        except CpsError as exc:
+            raise InvalidEvent(exc.message, record=self.id, field="amount") from None
+
+
+class PayoutEvent(_Event):
+    """Money paid out to ``payee``."""
+
+    type: Literal["payout"] = "payout"
+    payee: Id
+    amount: ExactDecimal
+    currency: Currency
+
+    @model_validator(mode="after")
+    def _check_amount(self) -> PayoutEvent:
+        try:
+            minor = parse_amount(self.amount, self.currency)
+        except CpsError as exc:
+            raise ValueError(exc.message) from None
+        if minor <= 0:
+            raise ValueError("a payout amount must be positive")
+        return self
+
+    @property
+    def money(self) -> Money:
+        return Money.of(self.amount, self.currency)
+
+
+Event: TypeAlias = Annotated[
+    ShareEvent | BindEvent | OrderEvent | RefundEvent | PayoutEvent, Field(discriminator="type")
+]
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_TYPES = ("share", "bind", "order", "refund", "payout")
+
+
+def _as_invalid(exc: ValidationError, raw: Any, line: int | None) -> InvalidEvent:
+    record = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if p not in _TYPES]
+    field = ".".join(loc) or None
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
+        field = "type"
+        msg = f"type must be one of {', '.join(_TYPES)}"
+    if field is None and "amount" in msg:
+        field = "amount"
+    return InvalidEvent(msg, record=record, field=field, line=line)
+
+
+def parse_event(raw: dict[str, Any] | Event, *, line: int | None = None) -> Event:
+    """Validate one record (a dict as decoded from JSON) into its event model."""
+    if isinstance(raw, _Event):
+        return raw
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise _as_invalid(exc, raw, line) from None
+    except CpsError as exc:  # raised by a validator outside pydantic's wrapping
+        raise exc.located(line=line) from None
+
+
+def _decode(text: str, line: int) -> dict[str, Any]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid JSON: {exc.msg}", line=line) from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent("each line must be a JSON object", line=line)
+    return raw
+
+
+def _lines(source: str | Path | IO[str] | Iterable[str]) -> Iterator[tuple[int, str]]:
+    if isinstance(source, (str, Path)):
+        with open(source, encoding="utf-8") as fh:
+            yield from _numbered(fh)
+    else:
+        yield from _numbered(source)
+
+
+def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    for n, text in enumerate(lines, start=1):
+        if text.strip():
+            yield n, text
+
+
+def iter_events(source: str | Path | IO[str] | Iterable[str]) -> Iterator[Event]:
+    """Stream events from a JSON Lines file, raising at the first bad line."""
+    for n, text in _lines(source):
+        yield parse_event(_decode(text, n), line=n)
+
+
+def _scan(source: str | Path | IO[str] | Iterable[str]) -> tuple[list[Event], list[CpsError]]:
+    events: list[Event] = []
+    errors: list[CpsError] = []
+    seen: dict[tuple[str, str], tuple[int, Event]] = {}
+    for n, text in _lines(source):
+        try:
+            ev = parse_event(_decode(text, n), line=n)
+        except CpsError as exc:
+            errors.append(exc)
+            continue
+        first = seen.get(ev.key)
+        if first is None:
+            seen[ev.key] = (n, ev)
+            events.append(ev)
+        elif first[1] != ev:
+            errors.append(DuplicateEvent(f"{ev.type} id already used on line {first[0]} with a different "
+                                         "payload", record=ev.id, field="id", line=n))
+    return events, errors
+
+
+def validate_events(source: str | Path | IO[str] | Iterable[str]) -> list[CpsError]:
+    """Every problem in a JSON Lines file, all at once (an empty list when it is clean)."""
+    return _scan(source)[1]
+
+
+def load_events(source: str | Path | IO[str] | Iterable[str]) -> list[Event]:
+    """Read a JSON Lines file (or an iterable of lines) into events, in file order.
+
+    An exact repeat of an event (same type, id and payload, as an at-least-once pipeline delivers)
+    is kept once.  If any line is bad, :class:`EventValidationError` lists every bad line.
+
+    >>> evs = load_events(['{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00+08:00"}'])
+    >>> evs[0].sharer
+    'amy'
+    """
+    events, errors = _scan(source)
+    if errors:
+        raise EventValidationError(errors)
+    return events
+
+
+def event_to_json(event: Event) -> str:
+    """Canonical one-line JSON of an event (keys sorted, ``None`` fields left out)."""
+    return json.dumps(event.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def dump_events(events: Iterable[Event], target: str | Path | IO[str]) -> None:
+    """Write events as JSON Lines, one canonical JSON object per line."""
+    if isinstance(target, (str, Path)):
+        with open(target, "w", encoding="utf-8") as fh:
+            dump_events(events, fh)
+        return
+    for ev in events:
+        target.write(event_to_json(ev) + "\n")
+
+
+def event_time(event: Event) -> datetime:
+    return event.at

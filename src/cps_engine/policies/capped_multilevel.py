@@ -1,0 +1,36 @@
+"""``capped_multilevel``: levels 1..N up the chain get their own rate, with a total cap.
+
+Level 1 is the nearest sharer.  When the rates paid on one order add up to more than ``cap`` they
+are all scaled down by the same factor, so the order costs at most ``cap`` of its base.
+
+>>> p = CappedMultilevel(rates=["10%", "5%", "2%"], cap="15%")
+>>> p.max_depth, p.cap
+(3, Fraction(3, 20))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from cps_engine.policies.base import Award, OrderView, PolicyConfig, Spec
+
+if TYPE_CHECKING:
+    from cps_engine.graph.chains import Chain
+
+__all__ = ["CappedMultilevel"]
+
+
+class CappedMultilevel(PolicyConfig):
+    """``rates[i]`` for level ``i + 1``; at most ``len(rates)`` levels; total scaled to ``cap``."""
+
+    kind: Literal["capped_multilevel"] = "capped_multilevel"
+    rates: list[Spec] = Field(min_length=1, max_length=100)
+
+    @property
+    def max_depth(self) -> int:
+        return len(self.rates)
+
+    def awards(self, chain: Chain, order: OrderView) -> list[Award]:
+        return self.capped(self.level_awards(chain, order, self.rates))
