@@ -9,7 +9,16 @@ Money(minor=1990, currency='CNY')
 
 from importlib.metadata import PackageNotFoundError, version
 
-from cps_engine.engine import CommissionLine, Provenance, Settlement, compute, net_base, settle
+from cps_engine.engine import (
+    CommissionLine,
+    Provenance,
+    Settlement,
+    compute,
+    compute_events,
+    net_base,
+    refunds_by_order,
+    settle,
+)
 from cps_engine.errors import (
     ComplianceViolation,
     CpsError,
@@ -123,6 +132,7 @@ __all__ = [
     "__version__",
     "apply_rate",
     "compute",
+    "compute_events",
     "dump_events",
     "dump_policy",
     "format_rate",
@@ -134,6 +144,7 @@ __all__ = [
     "parse_rate",
     "policy_kinds",
     "policy_schema",
+    "refunds_by_order",
     "register",
     "settle",
     "validate_events",

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from cps_engine.errors import InvalidEvent
-from cps_engine.graph import ShareGraph
+from cps_engine.errors import CpsError, DuplicateEvent, InvalidEvent, UnknownReference
+from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.graph.chains import Chain
-from cps_engine.models import OrderEvent
+from cps_engine.models import Event, OrderEvent, RefundEvent
 from cps_engine.money import Money, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import Award, OrderView, PolicyConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
-__all__ = ["CommissionLine", "Provenance", "Settlement", "compute", "net_base", "settle"]
+__all__ = ["CommissionLine", "Provenance", "Settlement", "compute", "compute_events", "net_base",
+           "refunds_by_order", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +188,60 @@ def compute(order: OrderEvent, chain_or_graph: Chain | ShareGraph, policy: Polic
 
 
 
+
+
+def refunds_by_order(events: Iterable[Event], orders: dict[str, OrderEvent]) -> dict[str, int]:
+    """Refunded minor units per order id (a refund without amount refunds the whole order).
+
+    Raises :class:`UnknownReference` for a refund of an unknown order and :class:`InvalidEvent`
+    when refunds exceed what was paid.
+    """
+    out: dict[str, int] = {}
+    for ev in events:
+        if isinstance(ev, RefundEvent):
+            order = orders.get(ev.order)
+            if order is None:
+                raise UnknownReference(f"refund for unknown order {ev.order!r}", record=ev.id, field="order")
+            amount = ev.amount_minor(order.currency)
+            total = out.get(ev.order, 0) + (order.amount_minor if amount is None else amount)
+            if total > order.amount_minor:
+                raise InvalidEvent(f"refunds of order {ev.order!r} exceed the {order.money} paid",
+                                   record=ev.id, field="amount")
+            out[ev.order] = total
+    return out
+
+
+def compute_events(events: Iterable[Event], policy: PolicyConfig, graph: ShareGraph | None = None, *,
+                   binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS) -> list[Settlement]:
+    """Replay a whole history: every order's settlement on its net base after all its refunds.
+
+    Orders come out sorted by (time, id), so the result does not depend on event order.
+
+    >>> from cps_engine.models import load_events
+    >>> from cps_engine.policies import load_policy
+    >>> evs = load_events([
+    ...   '{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00+08:00"}',
+    ...   '{"type":"order","id":"o1","buyer":"cat","share":"s1","amount":"100.00","currency":"CNY",'
+    ...   '"at":"2026-03-01T12:00:00+08:00"}',
+    ...   '{"type":"refund","id":"r1","order":"o1","amount":"40.00","at":"2026-03-02T12:00:00+08:00"}'])
+    >>> [str(s.total) for s in compute_events(evs, load_policy({"kind": "first_sharer", "rate": "10%"}))]
+    ['6.00 CNY']
+    """
+    events = list(events)
+    if graph is None:
+        graph = ShareGraph.from_events(events, binding=binding)
+    orders: dict[str, OrderEvent] = {}
+    for ev in events:
+        if isinstance(ev, OrderEvent):
+            seen = orders.get(ev.id)
+            if seen is not None and seen != ev:
+                raise DuplicateEvent("order id used twice with different payloads", record=ev.id, field="id")
+            orders[ev.id] = ev
+    refunded = refunds_by_order(events, orders)
+    out = []
+    for order in sorted(orders.values(), key=lambda o: (o.at, o.id)):
+        try:
+            out.append(compute(order, graph, policy, refunded=refunded.get(order.id, 0)))
+        except CpsError as exc:
+            raise exc.located(record=order.id) from None
+    return out

@@ -1,0 +1,214 @@
+"""The ``cps-engine`` command line.
+
+Commands: ``demo`` (bundled sample programme under three policies), ``compute`` (commission lines
+for an events file), ``validate`` (every bad record at once), ``schema`` (JSON Schema of policies).
+Bad input exits with status 2 and a message naming the record and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from fractions import Fraction
+from importlib.resources import files
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cps_engine.engine import Settlement, compute_events
+from cps_engine.errors import CpsError
+from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
+from cps_engine.models import Event, load_events, validate_events
+from cps_engine.money import Money
+from cps_engine.policies import PolicyConfig, load_policy, policy_schema
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(name="cps-engine", help="Exact distribution commissions (CPS) over share chains.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+LINE_COLUMNS = ("order", "payee", "level", "amount", "currency", "rate", "rule", "policy", "config_hash",
+                "base", "path", "rounding")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def bad_input_exits() -> Iterator[None]:
+    """Turn cps_engine's typed errors (and unreadable files) into exit status 2 with a message."""
+    try:
+        yield
+    except CpsError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename or ''}: {exc.strerror}") from None
+
+
+def sample_path() -> Path:
+    """Path of the bundled sample programme (JSON Lines)."""
+    return Path(str(files("cps_engine") / "data" / "sample_events.jsonl"))
+
+
+def bundled_policy(name: str) -> PolicyConfig:
+    return load_policy(Path(str(files("cps_engine") / "data" / f"{name}.toml")))
+
+
+def binding_config(mode: str, expire_days: int | None) -> BindingConfig:
+    try:
+        return BindingConfig(mode=BindingMode(mode), expire_days=expire_days)
+    except ValueError as exc:
+        raise fail(f"--binding: {exc}") from None
+
+
+BindingOpt = Annotated[str, typer.Option("--binding", help="first_wins | overwrite | registration_only | expiring")]
+ExpireOpt = Annotated[int | None, typer.Option("--expire-days", help="with --binding expiring")]
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+
+
+def write_lines(settlements: list[Settlement], fmt: str, out: IO[str]) -> int:
+    """Write every commission line as CSV or JSON Lines; returns the number of lines."""
+    n = 0
+    writer = csv.DictWriter(out, fieldnames=LINE_COLUMNS) if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    for s in settlements:
+        for line in s.lines:
+            row = line.as_row()
+            if writer is not None:
+                writer.writerow(row)
+            else:
+                out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            n += 1
+    return n
+
+
+@app.command()
+def compute(
+    events: Annotated[Path, typer.Option("--events", help="events, JSON Lines")],
+    policy: Annotated[Path, typer.Option("--policy", help="policy config, TOML or JSON")],
+    fmt: Annotated[str, typer.Option("--format", help="csv | jsonl")] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default stdout)")] = None,
+    binding: BindingOpt = "first_wins",
+    expire_days: ExpireOpt = None,
+) -> None:
+    """One row per commission line: order, payee, level, amount, currency, rate (+ provenance)."""
+    if fmt not in ("csv", "jsonl"):
+        raise fail("--format must be csv or jsonl")
+    config = binding_config(binding, expire_days)
+    with bad_input_exits():
+        evs = load_events(events)
+        pol = load_policy(policy)
+        settlements = compute_events(evs, pol, binding=config)
+        with _output(output) as out:
+            n = write_lines(settlements, fmt, out)
+    if output is not None:
+        err.print(f"{n} commission lines for {len(settlements)} orders -> {output}")
+
+
+@app.command()
+def validate(events: Annotated[Path, typer.Argument(help="events, JSON Lines")],
+             binding: BindingOpt = "first_wins", expire_days: ExpireOpt = None) -> None:
+    """Report every bad record of an events file at once (exit 0 clean, 2 otherwise)."""
+    config = binding_config(binding, expire_days)
+    with bad_input_exits():
+        problems: list[CpsError] = list(validate_events(events))
+        if not problems:
+            ShareGraph.from_events(load_events(events), binding=config, on_error=problems.append)
+    for p in problems:
+        err.print(f"- {p}", highlight=False, soft_wrap=True)
+    if problems:
+        raise fail(f"{len(problems)} bad record(s) in {events}")
+    err.print(f"{events}: ok")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a policy config."""
+    typer.echo(json.dumps(policy_schema(), indent=2, ensure_ascii=False))
+
+
+def percent(rate: Fraction, places: int = 2) -> str:
+    """A rate as a percentage, rounded half-even for display only: ``Fraction(1, 8)`` -> ``'12.50%'``."""
+    return f"{(Decimal(rate.numerator) * 100 / Decimal(rate.denominator)).quantize(Decimal(1).scaleb(-places))}%"
+
+
+def summarize(name: str, settlements: list[Settlement]) -> dict[str, Any]:
+    """Totals of one policy run: paid, base, effective rate, payees, top payee (one currency each)."""
+    by_cur: dict[str, dict[str, Any]] = {}
+    for s in settlements:
+        cur = s.base.currency
+        row = by_cur.setdefault(cur, {"base": 0, "paid": 0, "payees": {}, "orders": 0})
+        row["base"] += s.base.minor
+        row["orders"] += 1
+        for line in s.lines:
+            row["paid"] += line.amount.minor
+            row["payees"][line.payee] = row["payees"].get(line.payee, 0) + line.amount.minor
+    out: dict[str, Any] = {"policy": name, "currencies": {}}
+    for cur, row in by_cur.items():
+        top = max(row["payees"].items(), key=lambda kv: (kv[1], kv[0]), default=None)
+        out["currencies"][cur] = {
+            "orders": row["orders"], "base": Money(row["base"], cur), "paid": Money(row["paid"], cur),
+            "effective_rate": Fraction(row["paid"], row["base"]) if row["base"] else Fraction(0),
+            "payees": len(row["payees"]),
+            "top_payee": (top[0], Money(top[1], cur)) if top else None,
+        }
+    return out
+
+
+@app.command()
+def demo(
+    events: Annotated[Path | None, typer.Option("--events", help="events file (default: bundled sample)")] = None,
+) -> None:
+    """Compute the bundled sample programme under first-sharer, capped three-level and cn-compliant."""
+    path = events or sample_path()
+    with bad_input_exits():
+        evs: list[Event] = load_events(path)
+        graph = ShareGraph.from_events(evs)
+        policies = [bundled_policy(n) for n in ("first_sharer", "three_level", "compliant_cn")]
+        results = [summarize(p.label, compute_events(evs, p, graph)) for p in policies]
+    console = Console()
+    console.print(f"[bold]Sample programme[/] {path.name}: {graph.n_people} people, {graph.n_shares} shares, "
+                  f"deepest share chain {max(graph.depth_histogram(), default=0) + 1} sharers")
+    table = Table(title="Commission by policy (net of refunds)")
+    table.add_column("")
+    for r in results:
+        table.add_column(r["policy"], justify="right")
+    currencies = sorted({c for r in results for c in r["currencies"]})
+    for cur in currencies:
+        cells = [r["currencies"].get(cur) for r in results]
+        table.add_row(f"[bold]{cur}[/] orders", *[str(c["orders"]) if c else "-" for c in cells])
+        table.add_row("commissionable base", *[str(c["base"].amount) if c else "-" for c in cells])
+        table.add_row("total paid", *[str(c["paid"].amount) if c else "-" for c in cells])
+        table.add_row("effective rate", *[percent(c["effective_rate"]) if c else "-" for c in cells])
+        table.add_row("payees", *[str(c["payees"]) if c else "-" for c in cells])
+        table.add_row("top payee", *[f"{c['top_payee'][0]} {c['top_payee'][1].amount}" if c and c["top_payee"]
+                                      else "-" for c in cells])
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``cps-engine`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
