@@ -138,12 +138,13 @@ class OrderView:
     @cached_property
     def line_bases(self) -> tuple[tuple[str, str | None, int, int], ...]:
         """``(sku, category, quantity, base share)`` per line: the base split over the lines by
-        their gross value (largest remainder, ties to the earlier line), summing to ``base``."""
+        their gross value (largest remainder, ties to the earlier line), summing to ``base``;
+        empty when the order has no lines or they are all worth 0."""
         lines = self.event.lines or ()
         gross = [line.quantity * line.unit_price for line in lines]
         total = sum(gross)
         if not lines or total == 0:
-            return tuple((ln.sku, ln.category, ln.quantity, 0) for ln in lines)
+            return ()  # nothing to split by: the order-level rate applies
         shares = [Fraction(self.base) * Fraction(g) / Fraction(total) for g in gross]
         floors = [int(s) for s in shares]
         rest = self.base - sum(floors)
@@ -294,7 +295,7 @@ class PolicyConfig(BaseModel):
         if payee is not None and payee in self.payee_rates:
             return self.spec_rate(_at_level(self.payee_rates[payee], level), order), "payee rate"
         lines = order.event.lines
-        if lines and (self.product_rates or self.category_rates) and order.base > 0:
+        if lines and (self.product_rates or self.category_rates) and order.base > 0 and order.line_bases:
             total = Fraction(0)
             rules = set()
             for sku, category, qty, base in order.line_bases:

@@ -40,6 +40,7 @@ class TimeDecay(PoolPolicy):
         with localcontext() as ctx:
             ctx.prec = 28
             for link in links:
-                age = max(0, t - to_micros(chain.time_of(link)))
+                # the buyer's own link (self-purchase) joined the chain with the order: age 0
+                age = 0 if link.via == chain.order_id else max(0, t - to_micros(chain.time_of(link)))
                 out.append(Fraction(Decimal(2) ** (-Decimal(age) / half)))
         return out
