@@ -115,3 +115,135 @@ def programmes(
     events: list[Event] = [*shares, *bind_events, *orders, *refund_events]
     events.sort(key=lambda e: e.at)
     return Programme(events, people, shares, bind_events, orders, refund_events)
+
+
+# ------------------------------------------------------------------ policy configs
+# (appended for the core test suite; everything above is unchanged)
+
+from fractions import Fraction  # noqa: E402  (appended section: imports kept with it)
+
+POLICY_KINDS: tuple[str, ...] = ("first_sharer", "last_sharer", "capped_multilevel", "compliant", "linear",
+                                 "position_based", "time_decay")
+SKUS: tuple[str, ...] = ("sku0", "sku1", "sku2")
+CATEGORIES: tuple[str, ...] = ("food", "home")
+
+
+def rate_texts(max_percent: int = 50) -> st.SearchStrategy[str]:
+    """Exact rate texts in ``[0, max_percent %]`` in the three accepted spellings: ``'12.5%'``,
+    ``'0.125'`` and ``'1/8'``."""
+    percent = st.integers(0, max_percent * 10).map(lambda n: f"{Decimal(n).scaleb(-1)}%")
+    decimal = st.integers(0, max_percent * 10).map(lambda n: str(Decimal(n).scaleb(-3)))
+    ratio = st.tuples(st.integers(1, 97), st.integers(0, 97)).filter(
+        lambda qp: qp[1] * 100 <= qp[0] * max_percent).map(lambda qp: f"{qp[1]}/{qp[0]}")
+    return st.one_of(percent, decimal, ratio)
+
+
+def fixed_texts(currency: str = "CNY") -> st.SearchStrategy[str]:
+    """Fixed-amount specs: ``'5.00 CNY'`` per order or ``'1.00 CNY/item'`` per item."""
+    return st.tuples(st.integers(0, 2000), st.booleans()).map(
+        lambda mp: f"{_amount(mp[0], currency)} {currency}{'/item' if mp[1] else ''}")
+
+
+def spec_texts(currency: str = "CNY", *, fixed: bool = True, max_percent: int = 50) -> st.SearchStrategy[str]:
+    """A rate or (when ``fixed``) a fixed amount in ``currency``."""
+    if not fixed:
+        return rate_texts(max_percent)
+    return st.one_of(rate_texts(max_percent), rate_texts(max_percent), fixed_texts(currency))
+
+
+@st.composite
+def policy_configs(
+    draw: st.DrawFn,
+    *,
+    kinds: tuple[str, ...] = POLICY_KINDS,
+    currency: str = "CNY",
+    people: tuple[str, ...] = tuple(f"p{i}" for i in range(10)),
+    fixed: bool = True,
+    overrides: bool = True,
+    filters: bool = True,
+    rounding: str | None = None,
+) -> dict[str, object]:
+    """A valid policy config mapping (as ``load_policy`` reads it) of one of ``kinds``.
+
+    ``overrides`` adds payee/product/category rates, ``filters`` a distributors list, ``fixed`` fixed
+    amounts in ``currency``; ``rounding`` pins the rounding mode (None: any).
+    """
+    kind = draw(st.sampled_from(kinds))
+    spec = spec_texts(currency, fixed=fixed)
+    levels = st.one_of(spec, st.lists(spec, min_size=1, max_size=3))
+    cfg: dict[str, object] = {"kind": kind}
+    if draw(st.booleans()):
+        cfg["name"] = draw(st.sampled_from(["house", "summer 促销", "test-policy"]))
+    if kind in ("first_sharer", "last_sharer"):
+        cfg["rate"] = draw(spec)
+    elif kind == "capped_multilevel":
+        cfg["rates"] = draw(st.lists(spec, min_size=1, max_size=4))
+    elif kind == "compliant":
+        profile = draw(st.sampled_from(["cn", "cn_direct", "strict"]))
+        cfg["profile"] = profile
+        cfg["rates"] = draw(st.lists(spec, min_size=1, max_size=2 if profile == "cn" else 1))
+        cap_max = 50 if profile == "cn" else 30
+        cap = draw(rate_texts(cap_max))
+        cfg["cap"] = cap
+        if profile == "cn" and draw(st.booleans()):
+            cfg["self_purchase_rate"] = draw(rate_texts(cap_max).filter(
+                lambda r: _as_fraction(r) <= _as_fraction(cap)))
+        if draw(st.booleans()):
+            cfg["entry_skus"] = draw(st.lists(st.sampled_from(SKUS), max_size=2, unique=True))
+    else:  # pool policies
+        cfg["rate"] = draw(spec)
+        if draw(st.booleans()):
+            cfg["max_depth"] = draw(st.integers(1, 5))
+        if kind == "position_based" and draw(st.booleans()):
+            first = draw(st.integers(0, 20))
+            middle = draw(st.integers(0, 20 - first))
+            cfg["first"], cfg["middle"] = f"{first * 5}%", f"{middle * 5}%"
+            cfg["last"] = f"{100 - 5 * (first + middle)}%"
+        if kind == "time_decay":
+            cfg["half_life_days"] = draw(st.sampled_from(["0.5", "1", "7", "30", "2.25"]))
+    if kind != "compliant":
+        if draw(st.booleans()):
+            cfg["cap"] = draw(rate_texts(60))
+        cfg["self_purchase"] = draw(st.booleans())
+    if filters and draw(st.booleans()):
+        cfg["distributors"] = draw(st.lists(st.sampled_from(people), unique=True, max_size=len(people)))
+        cfg["ineligible"] = draw(st.sampled_from(["compress", "keep_level"]))
+    if overrides:
+        if draw(st.booleans()):
+            cfg["payee_rates"] = draw(st.dictionaries(st.sampled_from(people), levels, max_size=2))
+        if draw(st.booleans()):
+            cfg["product_rates"] = draw(st.dictionaries(st.sampled_from(SKUS), levels, max_size=2))
+        if draw(st.booleans()):
+            cfg["category_rates"] = draw(st.dictionaries(st.sampled_from(CATEGORIES), levels, max_size=2))
+    if draw(st.booleans()):
+        cfg["base"] = {"include_shipping": draw(st.booleans()), "include_tax": draw(st.booleans())}
+    cfg["rounding"] = rounding if rounding is not None else draw(
+        st.sampled_from(["down", "half_up", "half_even", "up"]))
+    return cfg
+
+
+def _as_fraction(text: str) -> Fraction:
+    text = text.strip()
+    return Fraction(Decimal(text[:-1])) / 100 if text.endswith("%") else Fraction(text)
+
+
+@st.composite
+def interleaved_programmes(draw: st.DrawFn, *, span_days: int = 6, **kwargs: object) -> Programme:
+    """Like :func:`programmes` (same keyword arguments), but binds, orders and refunds happen at
+    random times over ``span_days``, so bindings change, and expire, between orders.  Shares keep
+    their order in time (a share never comes before its parent); refunds may precede their order."""
+    prog: Programme = draw(programmes(**kwargs))  # type: ignore[arg-type]
+    span = span_days * 86_400
+    seconds = st.integers(0, span)
+    share_times = sorted(draw(st.lists(seconds, min_size=len(prog.shares), max_size=len(prog.shares))))
+    shares = [s.model_copy(update={"at": T0 + timedelta(seconds=t)}) for s, t in zip(prog.shares, share_times,
+                                                                                   strict=True)]
+
+    def moved(ev: Event) -> Event:
+        return ev.model_copy(update={"at": T0 + timedelta(seconds=draw(seconds))})
+
+    binds = [moved(b) for b in prog.binds]
+    orders = [moved(o) for o in prog.orders]
+    refund_events = [moved(r) for r in prog.refunds]
+    events: list[Event] = sorted([*shares, *binds, *orders, *refund_events], key=lambda e: e.at)
+    return Programme(events, prog.people, shares, binds, orders, refund_events)  # type: ignore[arg-type]

@@ -205,6 +205,17 @@ def demo(
     console.print(table)
 
 
+def _mount() -> None:
+    """Attach the faces that live in their own modules (each imports only downward)."""
+    from cps_engine.cli_audit import audit_app, statement
+
+    app.add_typer(audit_app, name="audit", help="Verify statements, explain lines, check integrity and compliance.")
+    app.command("statement")(statement)
+
+
+_mount()
+
+
 def main() -> None:
     """Entry point of the ``cps-engine`` console script."""
     app()

@@ -27,6 +27,8 @@ class Rule:
     title: str
     source: str
     check: str
+    #: the threshold the check holds a measured share to, where the rule states one
+    limit: Fraction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +64,12 @@ _RULES = (
          "FTC Business Guidance on MLMs (2018, rev. 2024); Koscot (1975)",
          "awards only from orders; recruitment-derived share must be 0"),
     Rule("US-INTERNAL", "US", "Internal consumption reported", "FTC v. Herbalife (2016): ≥ 80% to end users",
-         "share of commissionable volume bought by payees; warn above 20%"),
+         "share of commissionable volume bought by payees; warn above 20%", Fraction(1, 5)),
     Rule("US-DOWNLINE", "US", "Income mostly from own sales", "FTC v. Vemma (2016)",
-         "payees whose downline-derived income exceeds 50%"),
+         "payees whose downline-derived income exceeds 50%", Fraction(1, 2)),
     Rule("EU-INTRO", "EU", "Not derived primarily from introducing others",
          "Directive 2005/29/EC Annex I point 14; CJEU C-515/12 4finance (2014)",
-         "recruitment-derived income < 50% per payee (always 0 here), no entry consideration"),
+         "recruitment-derived income < 50% per payee (always 0 here), no entry consideration", Fraction(1, 2)),
 )
 RULES: Final[dict[str, Rule]] = {r.id: r for r in _RULES}
 

@@ -1,0 +1,448 @@
+"""Command line of the audit tools: ``cps-engine statement`` and ``cps-engine audit ...``.
+
+``audit_app`` is mounted as ``cps-engine audit`` (``verify``, ``explain``, ``check-integrity``,
+``prove``, ``verify-proof``, ``compliance``); :func:`statement` as ``cps-engine statement``.
+
+Exit status, everywhere: **0** the check passed (the statement matches, is intact, the proof holds,
+no compliance rule fails), **1** it found problems, **2** the input is unusable (unreadable file, bad
+record, unknown column, missing period) with a message naming the record and field.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cps_engine.audit.compliance import compliance_report
+from cps_engine.audit.explain import explain_order
+from cps_engine.audit.integrity import check_integrity, prove, verify_proof
+from cps_engine.audit.report import render_verification_html
+from cps_engine.audit.statement import (
+    ColumnMap,
+    InvalidStatement,
+    Period,
+    Statement,
+    build_statement,
+    read_statement,
+)
+from cps_engine.audit.verify import KIND_TITLES, VerificationReport, verify_statement
+from cps_engine.errors import CpsError
+from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.models import Event, OrderEvent, load_events
+from cps_engine.money import Money
+from cps_engine.policies import PolicyConfig, load_policy
+
+__all__ = ["audit_app", "statement"]
+
+audit_app = typer.Typer(name="audit", help="Verify, explain and check payout statements; compliance report.",
+                        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+_err = Console(stderr=True)
+EXIT_OK, EXIT_FOUND, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _fail(message: str) -> NoReturn:
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_UNUSABLE)
+
+
+@contextmanager
+def _unusable_exits() -> Iterator[None]:
+    """Typed errors about the input, unreadable files: exit 2 with the message."""
+    try:
+        yield
+    except CpsError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror}")
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _binding(mode: str | None, expire_days: int | None) -> BindingConfig | None:
+    if mode is None:
+        return None if expire_days is None else BindingConfig(mode=BindingMode.EXPIRING, expire_days=expire_days)
+    try:
+        return BindingConfig(mode=BindingMode(mode), expire_days=expire_days)
+    except ValueError as exc:
+        _fail(f"--binding: {exc}")
+
+
+def _as_of(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"--as-of {text!r} is not an ISO-8601 time such as 2026-04-01T00:00:00+08:00")
+    if at.tzinfo is None:
+        _fail(f"--as-of {text!r} has no time zone; add one such as +08:00 or Z")
+    return at
+
+
+def _load(events: Path, policy: Path) -> tuple[list[Event], PolicyConfig]:
+    return load_events(events), load_policy(policy)
+
+
+def _columns(columns: Path | None, maps: list[str] | None, currency: str | None) -> ColumnMap:
+    base = ColumnMap.load(columns) if columns is not None else None
+    opts = list(maps or [])
+    if currency is not None:
+        opts.append(f"currency={currency}")
+    return ColumnMap.parse_options(opts, base) if opts or base is None else base
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
+    if fmt not in allowed:
+        _fail(f"--format must be one of {', '.join(allowed)}")
+
+
+EventsOpt = Annotated[Path, typer.Option("--events", help="events, JSON Lines")]
+PolicyOpt = Annotated[Path, typer.Option("--policy", help="policy config, TOML or JSON")]
+BindingOpt = Annotated[str | None, typer.Option(
+    "--binding", help="first_wins | overwrite | registration_only | expiring (default: the manifest's, else "
+    "first_wins)")]
+ExpireOpt = Annotated[int | None, typer.Option("--expire-days", help="with --binding expiring")]
+TzOpt = Annotated[str | None, typer.Option("--tz", help="time zone of the period: UTC, +08:00 or Asia/Shanghai")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="only events up to this time (ISO-8601 with zone)")]
+HoldOpt = Annotated[int | None, typer.Option("--hold-days", min=0, help="hold period (冻结天数) for line states")]
+
+
+# ---------------------------------------------------------------------------------------------- statement
+def statement(
+    events: EventsOpt,
+    policy: PolicyOpt,
+    period: Annotated[str, typer.Option("--period", help="YYYY-MM or YYYY-MM-DD..YYYY-MM-DD")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="directory: writes statement-<period>.json, .csv and .manifest.json")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="without -o: json | csv to stdout")] = "json",
+    tz: TzOpt = None,
+    as_of: AsOfOpt = None,
+    hold_days: HoldOpt = None,
+    previous: Annotated[Path | None, typer.Option(
+        "--previous", help="the previous statement (JSON) to chain to; default with -o: the latest earlier "
+        "statement in the directory")] = None,
+    binding: BindingOpt = None,
+    expire_days: ExpireOpt = None,
+) -> None:
+    """Payout statement for a period: per-payee lines, totals and a manifest with a Merkle root."""
+    _check_format(fmt, ("json", "csv"))
+    config = _binding(binding, expire_days) or BindingConfig()
+    when = _as_of(as_of)
+    with _unusable_exits():
+        evs, pol = _load(events, policy)
+        prev: Statement | None = read_statement(previous) if previous is not None else None
+        if prev is None and output is not None:
+            prev = _latest_before(output, period)
+        st = build_statement(evs, pol, period, tz=tz or "UTC", as_of=when, hold_days=hold_days, binding=config,
+                             previous=prev)
+        if output is None:
+            sys.stdout.write(st.to_json() if fmt == "json" else st.to_csv())
+            return
+        paths = st.write(output)
+    man = st.manifest
+    assert man is not None
+    _summary(st)
+    _err.print(f"{len(st.lines)} lines for {len({ln.payee for ln in st.lines})} payees "
+               f"-> {paths['json']}, {paths['csv']}, {paths['manifest']}", highlight=False)
+    _err.print(f"merkle_root {man.merkle_root}\nchain_root  {man.chain_root}"
+               + (f" (chained to {man.previous_period})" if man.previous_period else " (first statement)"),
+               highlight=False)
+
+
+def _latest_before(directory: Path, period: str) -> Statement | None:
+    """The statement in ``directory`` with the latest period starting before ``period`` (None: none)."""
+    if not directory.is_dir():
+        return None
+    start = Period.parse(period).start
+    best: tuple[datetime, Path] | None = None
+    for path in directory.glob("statement-*.json"):
+        if path.name.endswith(".manifest.json"):
+            continue
+        try:
+            st = read_statement(path)
+        except CpsError:
+            continue
+        if st.manifest is None or st.manifest.period == period:
+            continue
+        began = datetime.fromisoformat(st.manifest.period_start)
+        if began < start and (best is None or began > best[0]):
+            best = (began, path)
+    return read_statement(best[1]) if best is not None else None
+
+
+def _summary(st: Statement) -> None:
+    table = Table(title=f"Statement {st.period}: totals per payee (top 20)")
+    table.add_column("payee")
+    table.add_column("lines", justify="right")
+    table.add_column("amount", justify="right")
+    rows = []
+    for cur, data in st.totals.items():
+        for payee, t in data["payees"].items():
+            rows.append((Money.of(t["amount"], cur), payee, t["lines"], cur))
+    rows.sort(key=lambda r: (-r[0].minor, r[1]))
+    for money, payee, n, _ in rows[:20]:
+        table.add_row(escape(payee), str(n), str(money))
+    for cur, data in st.totals.items():
+        table.add_row(f"[bold]total {cur}[/]", str(data["lines"]), f"[bold]{data['amount']} {cur}[/]")
+    _err.print(table)
+
+
+# ---------------------------------------------------------------------------------------------- verify
+@audit_app.command()
+def verify(
+    events: EventsOpt,
+    policy: PolicyOpt,
+    statement_file: Annotated[Path, typer.Option("--statement", help="statement: CSV or JSON (ours or a platform's)")],
+    period: Annotated[str | None, typer.Option("--period", help="period it covers (default: the manifest's)")] = None,
+    tz: TzOpt = None,
+    as_of: AsOfOpt = None,
+    hold_days: HoldOpt = None,
+    binding: BindingOpt = None,
+    expire_days: ExpireOpt = None,
+    columns: Annotated[Path | None, typer.Option("--columns", help="column map file (TOML or JSON)")] = None,
+    maps: Annotated[list[str] | None, typer.Option(
+        "--map", help="FIELD=HEADER (order, payee, level, base, rate, amount, currency, state) or OPTION=VALUE "
+        "(amount_unit, rate_unit, currency, decimal, delimiter, encoding); repeatable")] = None,
+    currency: Annotated[str | None, typer.Option("--currency", help="currency when the file has no column")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="manifest file of a CSV statement")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report here")] = None,
+) -> None:
+    """Recompute every line; report missing, extra, wrong and duplicated lines with the money at stake.
+
+    Exit 0 when the statement matches, 1 when it has discrepancies, 2 when the input is unusable.
+    """
+    _check_format(fmt, ("table", "json"))
+    config = _binding(binding, expire_days)
+    when = _as_of(as_of)
+    with _unusable_exits():
+        evs, pol = _load(events, policy)
+        orders = {ev.id: ev.currency for ev in evs if isinstance(ev, OrderEvent)}
+        only = next(iter(set(orders.values()))) if len(set(orders.values())) == 1 else None
+        cmap = _columns(columns, maps, currency)
+        st = read_statement(statement_file, cmap, currency_of=lambda o: orders.get(o, only), manifest=manifest)
+        report = verify_statement(st, evs, pol, period=period, tz=tz, as_of=when, hold_days=hold_days,
+                                  binding=config)
+        if html is not None:
+            html.write_text(render_verification_html(report), encoding="utf-8")
+    if fmt == "json":
+        sys.stdout.write(report.to_json())
+    else:
+        _print_verification(report)
+    if html is not None:
+        _err.print(f"HTML report -> {html}", highlight=False)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
+
+
+def _print_verification(report: VerificationReport) -> None:
+    con = _console()
+    con.print(f"[bold]Statement[/] {escape(report.source or '-')} · period {escape(report.period)} · policy "
+              f"{escape(report.policy)} · {report.lines_stated} lines stated, {report.lines_expected} owed")
+    for note in report.notes:
+        con.print(f"[dim]note: {escape(note)}[/]")
+    if report.ok:
+        con.print("[bold green]OK[/]: every line matches the recomputation; nothing missing, nothing extra.")
+        return
+    stake = report.at_stake()
+    table = Table(title="Discrepancies by kind (money at stake)")
+    for col, just in (("kind", "left"), ("count", "right"), ("currency", "left"), ("overpaid", "right"),
+                      ("underpaid", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for kind, ds in report.by_kind().items():
+        for cur in sorted({d.currency or "-" for d in ds}):
+            row = stake[cur][kind.value]
+            table.add_row(KIND_TITLES[kind], str(row["count"]), cur, _fmt(row["overpaid"], cur),
+                          _fmt(row["underpaid"], cur))
+    for cur, kinds in sorted(stake.items()):
+        if cur != "-":
+            t = kinds["total"]
+            table.add_row("[bold]total[/]", str(t["count"]), cur, f"[bold]{_fmt(t['overpaid'], cur)}[/]",
+                          f"[bold]{_fmt(t['underpaid'], cur)}[/]")
+    con.print(table)
+    detail = Table(title="Discrepancies (first 50; --format json or --html for all)")
+    for col in ("kind", "line", "order", "payee", "stated", "owed", "detail"):
+        detail.add_column(col)
+    for d in report.discrepancies[:50]:
+        detail.add_row(d.kind.value, str(d.line) if d.line is not None else "—", escape(d.order or ""),
+                       escape(d.payee or ""), str(d.stated.amount) if d.stated else "",
+                       str(d.expected.amount) if d.expected else "", escape(d.detail))
+    con.print(detail)
+    con.print(f"[bold red]{len(report.discrepancies)} discrepanc{'y' if len(report.discrepancies) == 1 else 'ies'}[/]")
+
+
+def _fmt(minor: int, cur: str) -> str:
+    return str(Money(minor, cur).amount) if cur != "-" else "-"
+
+
+# ---------------------------------------------------------------------------------------------- explain
+@audit_app.command()
+def explain(
+    events: EventsOpt,
+    policy: PolicyOpt,
+    order: Annotated[str, typer.Option("--order", help="order id")],
+    payee: Annotated[str | None, typer.Option("--payee", help="explain this payee's line (or its absence)")] = None,
+    binding: BindingOpt = None,
+    expire_days: ExpireOpt = None,
+    as_of: AsOfOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+) -> None:
+    """Why each line of an order is what it is: chain, level, rule, rate, base, refunds, rounding."""
+    _check_format(fmt, ("text", "json"))
+    config = _binding(binding, expire_days) or BindingConfig()
+    when = _as_of(as_of)
+    with _unusable_exits():
+        evs, pol = _load(events, policy)
+        ex = explain_order(evs, pol, order, payee, binding=config, as_of=when)
+    if fmt == "json":
+        sys.stdout.write(ex.to_json())
+    else:
+        _console().print(escape(ex.render()))
+
+
+# ---------------------------------------------------------------------------------------------- integrity
+@audit_app.command("check-integrity")
+def check_integrity_cmd(
+    statement_file: Annotated[Path, typer.Argument(help="statement JSON, or CSV with its .manifest.json")],
+    previous: Annotated[Path | None, typer.Option("--previous", help="the previous statement of the chain")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="manifest of a CSV statement")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """Recompute the Merkle root and the chain; locate every edited, inserted, removed or moved line.
+
+    Exit 0 when intact, 1 when tampered with, 2 when the statement cannot be read or has no manifest.
+    """
+    _check_format(fmt, ("table", "json"))
+    with _unusable_exits():
+        st = read_statement(statement_file, manifest=manifest)
+        prev = read_statement(previous) if previous is not None else None
+        report = check_integrity(st, prev)
+    if fmt == "json":
+        sys.stdout.write(report.to_json())
+    else:
+        con = _console()
+        con.print(f"[bold]Statement[/] {escape(str(statement_file))} · period {escape(report.period)} · "
+                  f"{report.line_count} lines")
+        con.print(f"merkle_root stated  {report.merkle_root}\nmerkle_root lines   {report.computed_root}")
+        con.print(f"chain to previous: {escape(report.previous)}")
+        for note in report.notes:
+            con.print(f"[dim]note: {escape(note)}[/]")
+        for p in report.problems:
+            con.print(f"[red]- {escape(p)}[/]")
+        if report.changes:
+            table = Table(title="Changed lines")
+            for col in ("change", "line now", "line issued", "file row", "detail"):
+                table.add_column(col)
+            for c in report.changes:
+                table.add_row(c.kind, str(c.line or "—"), str(c.original or "—"), str(c.row or "—"),
+                              escape(c.detail))
+            con.print(table)
+        con.print("[bold green]INTACT[/]" if report.intact else "[bold red]TAMPERED[/] (or not the issued statement)")
+    raise typer.Exit(EXIT_OK if report.intact else EXIT_FOUND)
+
+
+@audit_app.command("prove")
+def prove_cmd(
+    statement_file: Annotated[Path, typer.Argument(help="statement JSON, or CSV with its .manifest.json")],
+    payee: Annotated[str, typer.Option("--payee", help="whose lines")],
+    order: Annotated[str | None, typer.Option("--order", help="only this order's line")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default stdout)")] = None,
+) -> None:
+    """Inclusion proofs for one payee's lines: they can check them without seeing anyone else's."""
+    with _unusable_exits():
+        st = read_statement(statement_file)
+        try:
+            doc = prove(st, payee, order)
+        except KeyError as exc:
+            _fail(str(exc.args[0]))
+        text = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+            _err.print(f"{len(doc['proofs'])} proof(s) for {payee} -> {output}", highlight=False)
+
+
+@audit_app.command("verify-proof")
+def verify_proof_cmd(
+    proof: Annotated[Path, typer.Argument(help="proof document from 'audit prove'")],
+    root: Annotated[str | None, typer.Option(
+        "--root", help="the merkle_root or chain_root the issuer published")] = None,
+) -> None:
+    """Check a payee's inclusion proof (exit 0 valid, 1 invalid, 2 unreadable)."""
+    with _unusable_exits():
+        try:
+            doc = json.loads(proof.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidStatement(f"{proof}: not valid JSON: {exc.msg}", line=exc.lineno) from None
+        result = verify_proof(doc, root=root)
+    con = _console()
+    for line, good in result.lines:
+        mark = "[green]in the statement[/]" if good else "[red]NOT in the statement[/]"
+        con.print(f"{escape(line.payee)} · order {escape(line.order)} · {line.amount}: {mark}")
+    for p in result.problems:
+        con.print(f"[red]- {escape(p)}[/]")
+    con.print(f"merkle_root {result.merkle_root}" + ("" if root else "  (give --root to pin it to the published root)"))
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FOUND)
+
+
+# ---------------------------------------------------------------------------------------------- compliance
+@audit_app.command()
+def compliance(
+    events: EventsOpt,
+    policy: PolicyOpt,
+    entry_sku: Annotated[list[str] | None, typer.Option("--entry-sku", help="SKU sold as an entry purchase "
+                                                                          "(starter kit); repeatable")] = None,
+    jurisdiction: Annotated[list[str] | None, typer.Option("--jurisdiction", help="CN, US or EU; repeatable "
+                                                                                "(default: all)")] = None,
+    binding: BindingOpt = None,
+    expire_days: ExpireOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """Check the policy and the observed payouts against the pyramid-selling rules (an aid, not legal advice).
+
+    Exit 0 when no rule fails, 1 when one does, 2 when the input is unusable.
+    """
+    _check_format(fmt, ("table", "json"))
+    config = _binding(binding, expire_days) or BindingConfig()
+    if jurisdiction:
+        bad = [j for j in jurisdiction if j.upper() not in ("CN", "US", "EU")]
+        if bad:
+            _fail(f"--jurisdiction {bad[0]!r}: use CN, US or EU")
+    with _unusable_exits():
+        evs, pol = _load(events, policy)
+        rep = compliance_report(evs, pol, binding=config, entry_skus=entry_sku or (), jurisdictions=jurisdiction)
+    if fmt == "json":
+        sys.stdout.write(rep.to_json())
+    else:
+        con = _console()
+        con.print(f"[bold yellow]{escape(rep.disclaimer)}[/]", soft_wrap=True)
+        table = Table(title=f"Compliance: {escape(rep.policy)} ({rep.policy_kind})")
+        for col in ("status", "rule", "measure", "figure", "limit", "detail"):
+            table.add_column(col)
+        colour = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "blue"}
+        for f in rep.findings:
+            table.add_row(f"[{colour[f.status]}]{f.status.upper()}[/]", f.rule, escape(f.measure), escape(f.figure),
+                          escape(f.limit), escape(f.detail))
+        con.print(table)
+        sources = Table(title="Rules cited")
+        sources.add_column("rule")
+        sources.add_column("title")
+        sources.add_column("source")
+        for rid in dict.fromkeys(f.rule for f in rep.findings):
+            r = rep.findings[[f.rule for f in rep.findings].index(rid)].source
+            sources.add_row(rid, escape(r.title), escape(r.source))
+        con.print(sources)
+        con.print(f"[bold yellow]{escape(rep.disclaimer)}[/]", soft_wrap=True)
+    raise typer.Exit(EXIT_FOUND if rep.worst == "fail" else EXIT_OK)
