@@ -9,6 +9,17 @@ Money(minor=1990, currency='CNY')
 
 from importlib.metadata import PackageNotFoundError, version
 
+from cps_engine.audit import (
+    ColumnMap,
+    Statement,
+    StatementLine,
+    build_statement,
+    check_integrity,
+    compliance_report,
+    explain_order,
+    read_statement,
+    verify_statement,
+)
 from cps_engine.engine import (
     CommissionLine,
     Provenance,
@@ -91,6 +102,7 @@ __all__ = [
     "BindingRecord",
     "CappedMultilevel",
     "Chain",
+    "ColumnMap",
     "CommissionLine",
     "ComplianceViolation",
     "Compliant",
@@ -126,15 +138,21 @@ __all__ = [
     "Settlement",
     "ShareEvent",
     "ShareGraph",
+    "Statement",
+    "StatementLine",
     "TimeDecay",
     "UnknownCurrency",
     "UnknownReference",
     "__version__",
     "apply_rate",
+    "build_statement",
+    "check_integrity",
+    "compliance_report",
     "compute",
     "compute_events",
     "dump_events",
     "dump_policy",
+    "explain_order",
     "format_rate",
     "iter_events",
     "load_events",
@@ -144,8 +162,10 @@ __all__ = [
     "parse_rate",
     "policy_kinds",
     "policy_schema",
+    "read_statement",
     "refunds_by_order",
     "register",
     "settle",
     "validate_events",
+    "verify_statement",
 ]
