@@ -34,7 +34,7 @@ from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.graph.chains import Chain
 from cps_engine.models import Event, OrderEvent, RefundEvent
 from cps_engine.money import Money, Rounding, apply_rate, format_rate
-from cps_engine.policies.base import Award, OrderView, PolicyConfig
+from cps_engine.policies.base import Award, OrderView, PolicyConfig, fast_new
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -110,6 +110,12 @@ class Settlement:
                       self.policy, self.config_hash, self.rounding, gross_base=self.gross_base)
 
 
+# positional constructors that fill the slots directly (every field, in order): the per-order hot path
+_line = fast_new(CommissionLine)
+_provenance = fast_new(Provenance)
+_settlement = fast_new(Settlement)
+
+
 def net_base(gross_base: int, refunded: int) -> int:
     """Commissionable base left after ``refunded`` minor units came back (base first, never < 0)."""
     return max(0, gross_base - refunded)
@@ -133,8 +139,20 @@ def _split(total: int, parts: Sequence[tuple[int, Fraction, int]]) -> dict[int, 
 def settle(order_id: str, currency: str, base: int, awards: Sequence[Award], policy: str,
            config_hash: str, rounding: Rounding, *, gross_base: int | None = None) -> Settlement:
     """Turn awards into lines on ``base`` minor units of ``currency``.  Pure and exact."""
-    total_rate = sum((a.rate for a in awards), Fraction(0))
-    if total_rate > 1 or any(a.rate < 0 for a in awards):
+    # total rate tn / td in exact integer arithmetic (td > 0): no Fraction objects on the hot path
+    tn, td = 0, 1
+    negative = False
+    for a in awards:
+        rate = a.rate
+        n, d = rate.numerator, rate.denominator
+        if n < 0:
+            negative = True
+        if d == td:
+            tn += n
+        else:
+            tn, td = tn * d + n * td, td * d
+    if tn > td or negative:
+        total_rate = sum((a.rate for a in awards), Fraction(0))
         raise InvalidEvent(f"policy {policy!r} awarded rates adding up to {format_rate(total_rate)}, "
                            "outside [0, 1]", record=order_id)
     amounts = [0] * len(awards)
@@ -157,15 +175,16 @@ def settle(order_id: str, currency: str, base: int, awards: Sequence[Award], pol
             over -= take
             if over == 0:
                 break
-    lines = tuple(
-        CommissionLine(order_id, a.payee, a.level, Money(amt, currency), a.rate,
-                       Provenance(order_id, policy, config_hash, a.rate, a.level, a.path, rounding, base,
-                                  a.rule, a.pool))
-        for a, amt in zip(awards, amounts, strict=True) if amt
-    )
+    made = []
+    for a, amt in zip(awards, amounts, strict=True):
+        if amt:
+            made.append(_line(order_id, a.payee, a.level, Money(amt, currency), a.rate,
+                              _provenance(order_id, policy, config_hash, a.rate, a.level, a.path, rounding, base,
+                                          a.rule, a.pool)))
+    lines = tuple(made)
     paid = sum(amounts)
-    return Settlement(order_id, Money(base, currency), lines, Money(base - paid, currency), policy,
-                      config_hash, rounding, tuple(awards), base if gross_base is None else gross_base)
+    return _settlement(order_id, Money(base, currency), lines, Money(base - paid, currency), policy,
+                       config_hash, rounding, tuple(awards), base if gross_base is None else gross_base)
 
 
 def compute(order: OrderEvent, chain_or_graph: Chain | ShareGraph, policy: PolicyConfig, *,
@@ -190,24 +209,38 @@ def compute(order: OrderEvent, chain_or_graph: Chain | ShareGraph, policy: Polic
 
 
 
+def orders_by_id(events: Iterable[Event]) -> dict[str, OrderEvent]:
+    """The orders of a history by id: an exact repeat counts once, the same id with another payload
+    is a :class:`DuplicateEvent`."""
+    orders: dict[str, OrderEvent] = {}
+    for ev in events:
+        if isinstance(ev, OrderEvent):
+            seen = orders.get(ev.id)
+            if seen is not None and seen != ev:
+                raise DuplicateEvent("order id used twice with different payloads", record=ev.id, field="id")
+            orders[ev.id] = ev
+    return orders
+
+
 def refunds_by_order(events: Iterable[Event], orders: dict[str, OrderEvent]) -> dict[str, int]:
-    """Refunded minor units per order id (a refund without amount refunds the whole order).
+    """Refunded minor units per order id.  Refunds apply in time order (ties by id); a refund
+    without an amount refunds whatever of the order is still unrefunded (as the ledger does).
 
     Raises :class:`UnknownReference` for a refund of an unknown order and :class:`InvalidEvent`
     when refunds exceed what was paid.
     """
     out: dict[str, int] = {}
-    for ev in events:
-        if isinstance(ev, RefundEvent):
-            order = orders.get(ev.order)
-            if order is None:
-                raise UnknownReference(f"refund for unknown order {ev.order!r}", record=ev.id, field="order")
-            amount = ev.amount_minor(order.currency)
-            total = out.get(ev.order, 0) + (order.amount_minor if amount is None else amount)
-            if total > order.amount_minor:
-                raise InvalidEvent(f"refunds of order {ev.order!r} exceed the {order.money} paid",
-                                   record=ev.id, field="amount")
-            out[ev.order] = total
+    refunds = sorted((ev for ev in events if isinstance(ev, RefundEvent)), key=lambda r: (r.at, r.id))
+    for ev in refunds:
+        order = orders.get(ev.order)
+        if order is None:
+            raise UnknownReference(f"refund for unknown order {ev.order!r}", record=ev.id, field="order")
+        amount = ev.amount_minor(order.currency)
+        total = order.amount_minor if amount is None else out.get(ev.order, 0) + amount
+        if total > order.amount_minor:
+            raise InvalidEvent(f"refunds of order {ev.order!r} exceed the {order.money} paid",
+                               record=ev.id, field="amount")
+        out[ev.order] = total
     return out
 
 
@@ -230,13 +263,7 @@ def compute_events(events: Iterable[Event], policy: PolicyConfig, graph: ShareGr
     events = list(events)
     if graph is None:
         graph = ShareGraph.from_events(events, binding=binding)
-    orders: dict[str, OrderEvent] = {}
-    for ev in events:
-        if isinstance(ev, OrderEvent):
-            seen = orders.get(ev.id)
-            if seen is not None and seen != ev:
-                raise DuplicateEvent("order id used twice with different payloads", record=ev.id, field="id")
-            orders[ev.id] = ev
+    orders = orders_by_id(events)
     refunded = refunds_by_order(events, orders)
     out = []
     for order in sorted(orders.values(), key=lambda o: (o.at, o.id)):

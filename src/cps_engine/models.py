@@ -141,20 +141,22 @@ class OrderEvent(_Event):
 
     @model_validator(mode="after")
     def _check_amounts(self) -> OrderEvent:
-        try:
-            amount = parse_amount(self.amount, self.currency)
-            shipping = parse_amount(self.shipping, self.currency) if self.shipping is not None else 0
-            tax = parse_amount(self.tax, self.currency) if self.tax is not None else 0
-            for line in self.lines or ():
-                parse_amount(line.unit_price, self.currency)
-        except CpsError as exc:
-            raise ValueError(exc.message) from None
-        if amount < 0 or shipping < 0 or tax < 0:
-            raise ValueError("amounts must not be negative")
+        def minor(value: Any, field: str) -> int:
+            try:
+                parsed = parse_amount(value, self.currency)
+            except CpsError as exc:
+                raise InvalidEvent(exc.message, record=self.id, field=field) from None
+            if parsed < 0:
+                raise InvalidEvent(f"{field} must not be negative", record=self.id, field=field)
+            return parsed
+
+        amount = minor(self.amount, "amount")
+        shipping = minor(self.shipping, "shipping") if self.shipping is not None else 0
+        tax = minor(self.tax, "tax") if self.tax is not None else 0
+        for i, line in enumerate(self.lines or ()):
+            minor(line.unit_price, f"lines.{i}.unit_price")
         if shipping + tax > amount:
-            raise ValueError("shipping + tax exceed the amount paid")
-        if any(line.unit_price < 0 for line in self.lines or ()):
-            raise ValueError("unit_price must not be negative")
+            raise InvalidEvent("shipping + tax exceed the amount paid", record=self.id, field="amount")
         self._minor = (amount, shipping, tax)
         return self
 
@@ -177,7 +179,7 @@ class OrderEvent(_Event):
 
 
 class RefundEvent(_Event):
-    """Money returned to the buyer of ``order``.  ``amount`` ``None`` means the whole order.
+    """Money returned to the buyer of ``order``.  ``amount`` ``None`` refunds all that is not yet refunded.
 
     ``kind`` distinguishes an ordinary refund, a chargeback and a cancellation; all three reduce
     the order's net paid amount the same way.
@@ -192,7 +194,8 @@ class RefundEvent(_Event):
     @model_validator(mode="after")
     def _check_amount(self) -> RefundEvent:
         if self.amount is not None and self.amount <= 0:
-            raise ValueError("a refund amount must be positive (omit it for a full refund)")
+            raise InvalidEvent("a refund amount must be positive (omit it for a full refund)",
+                               record=self.id, field="amount")
         return self
 
     def amount_minor(self, currency: str) -> int | None:
@@ -221,9 +224,9 @@ class PayoutEvent(_Event):
         try:
             minor = parse_amount(self.amount, self.currency)
         except CpsError as exc:
-            raise ValueError(exc.message) from None
+            raise InvalidEvent(exc.message, record=self.id, field="amount") from None
         if minor <= 0:
-            raise ValueError("a payout amount must be positive")
+            raise InvalidEvent("a payout amount must be positive", record=self.id, field="amount")
         return self
 
     @property
@@ -241,16 +244,21 @@ _TYPES = ("share", "bind", "order", "refund", "payout")
 def _as_invalid(exc: ValidationError, raw: Any, line: int | None) -> InvalidEvent:
     record = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if p not in _TYPES]
-    field = ".".join(loc) or None
+    parts = list(err["loc"])
+    if parts and parts[0] in _TYPES:  # the discriminated union's tag, not a field
+        parts = parts[1:]
+    field = ".".join(str(p) for p in parts) or None
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, CpsError) and cause.field is not None:
+        field = cause.field if field is None else f"{field}.{cause.field}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
         field = "type"
         msg = f"type must be one of {', '.join(_TYPES)}"
-    if field is None and "amount" in msg:
-        field = "amount"
+    if isinstance(cause, CpsError):
+        msg = cause.message
     return InvalidEvent(msg, record=record, field=field, line=line)
 
 

@@ -101,13 +101,29 @@ def parse_amount(value: object, currency: str) -> int:
     >>> parse_amount("19.9", "CNY"), parse_amount("1200", "JPY"), parse_amount("1.234", "KWD")
     (1990, 1200, 1234)
     """
+    d = _to_decimal(value, "amount")  # first, so a float is refused as a float whatever the currency
     exponent = currency_exponent(currency)
-    d = _to_decimal(value, "amount")
-    scaled = d.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    # Exact integer arithmetic on the digits: Decimal.scaleb would round to the context's 28 digits.
+    sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)  # _to_decimal refuses NaN and infinities
+    coefficient = int("".join(map(str, digits)) or "0")
+    shift = exp + exponent
+    if coefficient == 0:
+        minor = 0
+    elif len(digits) + shift > 20:  # beyond int64 whatever the digits; never build 10**huge
+        raise InvalidMoney(f"amount {value!r} is too large (limit {MAX_MINOR} minor units)", field="amount")
+    elif shift < -len(digits) - 1:
         raise InvalidMoney(f"amount {value!r} has more decimals than {currency} allows ({exponent})",
                            field="amount")
-    minor = int(scaled)
+    elif shift >= 0:
+        minor = coefficient * 10**shift
+    else:
+        minor, rest = divmod(coefficient, 10**-shift)
+        if rest:
+            raise InvalidMoney(f"amount {value!r} has more decimals than {currency} allows ({exponent})",
+                               field="amount")
+    if sign:
+        minor = -minor
     if abs(minor) > MAX_MINOR:
         raise InvalidMoney(f"amount {value!r} is too large (limit {MAX_MINOR} minor units)", field="amount")
     return minor
@@ -149,7 +165,8 @@ class Money:
         Money(minor=500, currency='USD')
         """
         if not isinstance(text, str):
-            return cls.of(text, "")  # raises the right typed error (float, type)
+            _to_decimal(text, "amount")  # a float is refused as a float
+            raise InvalidMoney(f"{text!r} is not '<amount> <CURRENCY>', e.g. '5.00 CNY'")
         parts = text.split()
         if len(parts) != 2:
             raise InvalidMoney(f"{text!r} is not '<amount> <CURRENCY>', e.g. '5.00 CNY'")
@@ -290,7 +307,11 @@ def format_rate(rate: Fraction) -> str:
     if den != 1:
         return f"{rate.numerator}/{rate.denominator}"
     places = max(twos, fives)
-    text = str(Decimal(rate.numerator * 10**places // rate.denominator).scaleb(-places))
-    if "E" in text or "e" in text:
-        text = format(Decimal(rate.numerator) / Decimal(rate.denominator), "f")
-    return text
+    # integer digits, then the point placed by hand: exact at any length (no 28-digit Decimal context)
+    scaled = abs(rate.numerator) * 10**places // rate.denominator
+    sign = "-" if rate < 0 else ""
+    if places == 0:
+        return f"{sign}{scaled}"
+    digits = str(scaled).rjust(places + 1, "0")
+    whole, frac = digits[:-places], digits[-places:].rstrip("0")
+    return f"{sign}{whole}.{frac}" if frac else f"{sign}{whole}"

@@ -168,21 +168,13 @@ def compliance_report(events: Iterable[Event], policy: PolicyConfig, *,
     downline: dict[tuple[str, str], int] = defaultdict(int)
     deepest = 0
     deepest_order: str | None = None
-    participant_cache: dict[str, bool] = {}
-
-    def participates(name: str) -> bool:
-        hit = participant_cache.get(name)
-        if hit is None:
-            hit = participant_cache[name] = graph.is_participant(name)
-        return hit
-
     for s in settlements:
         order = orders[s.order]
         cur = s.base.currency
         base[cur] += s.base.minor
         is_entry = bool(entry) and bool(order.lines) and any(ln.sku in entry for ln in order.lines or ())
         entry_orders += is_entry
-        own = participates(order.buyer)
+        own = graph.is_participant(order.buyer, order.at)  # as the engine sees it: at the order's time
         for ln in s.lines:
             amt = ln.amount.minor
             paid[cur] += amt

@@ -135,7 +135,7 @@ class Explanation:
                f"Commissionable base: {self.gross_base} ({self.base_rule})"]
         if self.refunds:
             for r in self.refunds:
-                amt = "the whole order" if r.amount is None else str(Money.of(r.amount, cur))
+                amt = "the rest of the order" if r.amount is None else str(Money.of(r.amount, cur))
                 out.append(f"  {r.kind} {r.id} at {r.at.isoformat()}: {amt}")
             out.append(f"  refunded {self.refunded}; net base {self.net_base} (refunds come off the base first, "
                        "never below 0; rates stay those snapshotted when the order was paid)")
@@ -301,7 +301,7 @@ def explain_order(events: Iterable[Event], policy: PolicyConfig, order_id: str, 
                                      taken))
     refunds = tuple(sorted((ev for ev in evs if isinstance(ev, RefundEvent) and ev.order == order.id),
                            key=lambda r: (r.at, r.id)))
-    order_reason = _why_none(order, links, gross, net, policy, graph.is_participant(order.buyer))
+    order_reason = _why_none(order, links, gross, net, policy, graph.is_participant(order.buyer, order.at))
     reason = _why_not(payee, order, links, gross, net, policy, order_reason) if payee is not None else None
     return Explanation(order, policy.label, policy.kind, policy.config_hash, policy.rounding, chain.source, links,
                        Money(gross.gross_base, cur), _base_rule(order, policy), refunds, Money(refunded, cur),

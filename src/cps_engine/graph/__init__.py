@@ -39,6 +39,9 @@ _MISSING: Any = object()
 __all__ = ["BindingConfig", "BindingMode", "BindingRecord", "Chain", "Link", "ShareGraph", "to_micros"]
 
 
+_END_OF_TIME = 2**63 - 1
+
+
 class ShareGraph:
     """Share forest plus binding history over interned people; answers ``chain_for(order)``."""
 
@@ -51,6 +54,7 @@ class ShareGraph:
         self._tops: dict[tuple[int, int], tuple[Link | None, int]] = {}
         self._bind_times: dict[str, datetime] = {}
         self._share_times: dict[str, datetime] = {k: v.at for k, v in self._share_events.items()}
+        self._first_share: dict[int, int] | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -140,6 +144,7 @@ class ShareGraph:
         graph._bind_times = {b.id: b.at for b in bind_list}
         if times is not None:  # only the time-decay policy reads share times
             graph._share_times = dict(zip(share_ids, times, strict=True))
+            graph._first_share = None
         return graph
 
     @staticmethod
@@ -180,17 +185,17 @@ class ShareGraph:
               *, self_purchase: bool = False) -> Chain:
         """Like :meth:`chain_for` from plain values; ``at`` may be µs since the epoch."""
         buyer_id = self._people.get(buyer)
+        # the order's time (µs); without one, "as of" questions are answered as of the end of time
+        t = _END_OF_TIME if at is None else at if isinstance(at, int) else to_micros(at)
         if share is not None:
             node = self._shares.share_ids.get(share)
             if node < 0:
                 raise UnknownReference(f"share {share!r} is not a known share", record=order_id,
                                        field="share")
-            return Chain(self, "share", node, buyer, buyer_id, self_purchase, 0, order_id)
-        if buyer_id >= 0 and at is not None:
-            t = at if isinstance(at, int) else to_micros(at)
-            if self._bindings.upline(buyer_id, t) >= 0:
-                return Chain(self, "binding", -1, buyer, buyer_id, self_purchase, t, order_id)
-        return Chain(self, "none", -1, buyer, buyer_id, self_purchase, 0, order_id)
+            return Chain(self, "share", node, buyer, buyer_id, self_purchase, t, order_id)
+        if buyer_id >= 0 and at is not None and self._bindings.upline(buyer_id, t) >= 0:
+            return Chain(self, "binding", -1, buyer, buyer_id, self_purchase, t, order_id)
+        return Chain(self, "none", -1, buyer, buyer_id, self_purchase, t, order_id)
 
     def _top_upline(self, user: int, t: int) -> tuple[Link | None, int]:
         """Top of ``user``'s upline chain at ``t`` and the number of uplines, memoised per
@@ -233,16 +238,36 @@ class ShareGraph:
             return self._bind_times[link.via]
         raise UnknownReference("no time for this link", record=link.via)
 
-    def is_participant_id(self, person: int) -> bool:
+    def is_participant_id(self, person: int, t: int | None = None) -> bool:
+        """Whether ``person`` has shared or has a bound downline: ever, or by time ``t`` (µs)."""
         if person < 0:
             return False
+        if self._bindings.has_downline(person, t):
+            return True
         ptr = self._shares.person_ptr
-        has_share = person + 1 < len(ptr) and ptr[person + 1] > ptr[person]
-        return has_share or self._bindings.has_downline(person)
+        if not (person + 1 < len(ptr) and ptr[person + 1] > ptr[person]):
+            return False
+        if t is None:
+            return True
+        first = self._first_share_us().get(person)
+        return first is None or first <= t  # no share times known (from_columns): count the share
 
-    def is_participant(self, name: str) -> bool:
-        """Whether ``name`` has shared anything or has a bound downline."""
-        return self.is_participant_id(self._people.get(name))
+    def _first_share_us(self) -> dict[int, int]:
+        if self._first_share is None:
+            first: dict[int, int] = {}
+            lookup, sharer = self._shares.share_ids.get, self._shares.sharer
+            for sid, at in self._share_times.items():
+                node = lookup(sid)
+                if node >= 0:
+                    person, us = sharer[node], to_micros(at)
+                    if us < first.get(person, us + 1):
+                        first[person] = us
+            self._first_share = first
+        return self._first_share
+
+    def is_participant(self, name: str, at: datetime | None = None) -> bool:
+        """Whether ``name`` has shared anything or has a bound downline (by ``at``, if given)."""
+        return self.is_participant_id(self._people.get(name), None if at is None else to_micros(at))
 
     # ------------------------------------------------------------------ inspection
     @property

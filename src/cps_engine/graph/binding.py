@@ -80,7 +80,7 @@ class BindingRecord:
 class BindingStore:
     """Upline intervals per user, built from bind events in time order."""
 
-    __slots__ = ("_ends", "_has_down", "_ids", "_records", "_starts", "_ups", "changes", "config")
+    __slots__ = ("_ends", "_first_down", "_ids", "_records", "_starts", "_ups", "changes", "config")
 
     def __init__(self, config: BindingConfig) -> None:
         self.config = config
@@ -89,7 +89,8 @@ class BindingStore:
         self._ups: dict[int, list[int]] = {}
         self._ids: dict[int, list[str]] = {}
         self._records: dict[int, list[BindingRecord]] = {}
-        self._has_down: set[int] = set()
+        #: time (µs) each upline first got an accepted downline: participation starts then
+        self._first_down: dict[int, int] = {}
         #: sorted times (µs) at which any upline relation started or ended
         self.changes: list[int] = []
 
@@ -131,7 +132,7 @@ class BindingStore:
             return ignored("bound until the current binding expires")
         if mode is BindingMode.OVERWRITE and current == upline:
             return ignored("already bound to this upline")
-        if user in self._has_down:
+        if user in self._first_down:
             # only a user with downlines can close a loop: walk the new upline's chain at t
             a = upline
             while a >= 0:
@@ -158,7 +159,7 @@ class BindingStore:
         ends.append(end)
         self._ups.setdefault(user, []).append(upline)
         self._ids.setdefault(user, []).append(bind_id)
-        self._has_down.add(upline)
+        self._first_down.setdefault(upline, t)  # binds arrive in time order: the first is the earliest
         self.changes.append(t)
         if end != FOREVER:
             self.changes.append(end)
@@ -167,8 +168,10 @@ class BindingStore:
         records.append(rec)
         return rec
 
-    def has_downline(self, user: int) -> bool:
-        return user in self._has_down
+    def has_downline(self, user: int, t: int | None = None) -> bool:
+        """Whether ``user`` has (had) a bound downline, ever or by time ``t`` (µs)."""
+        first = self._first_down.get(user)
+        return first is not None and (t is None or first <= t)
 
     def finish(self) -> None:
         self.changes.sort()

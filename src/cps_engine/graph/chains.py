@@ -32,6 +32,8 @@ class Link(NamedTuple):
 
 Source = Literal["share", "binding", "none"]
 
+_link = tuple.__new__  # ``_link(Link, (payee, via))``: a Link without the NamedTuple ``__new__`` call
+
 
 class Chain:
     """The payees of one order, nearest first when walked.  Created by ``ShareGraph.chain_for``."""
@@ -86,10 +88,29 @@ class Chain:
                 a = store.upline(u, t)
 
     def nearest(self, n: int) -> list[Link]:
-        """The first ``n`` links (levels 1..n), or fewer when the chain is shorter."""
+        """The first ``n`` links (levels 1..n), or fewer when the chain is shorter.  O(n)."""
         out: list[Link] = []
         if n <= 0:
             return out
+        if self.source == "share" and not self._self:
+            # hot path (same links as ``walk``): a plain loop, no generator, no ``seen`` set when
+            # no person repeats on the path
+            g = self._g
+            idx = g._shares
+            node = self._node
+            if not idx.repeat[node]:
+                names = g._people.names
+                sid = idx.share_ids.names
+                parent, sharer = idx.parent, idx.sharer
+                buyer = self._buyer
+                while node >= 0:
+                    p = sharer[node]
+                    if p != buyer:
+                        out.append(_link(Link, (names[p], sid[node])))
+                        if len(out) == n:
+                            break
+                    node = parent[node]
+                return out
         for link in self.walk():
             out.append(link)
             if len(out) == n:
@@ -143,8 +164,9 @@ class Chain:
         return self._g._link_time(self, link)
 
     def buyer_is_participant(self) -> bool:
-        """Whether the buyer takes part in the programme (has shared, or has a downline)."""
-        return self._g.is_participant_id(self._buyer)
+        """Whether the buyer took part in the programme at the order's time (had shared, or had a
+        bound downline): a share or downline gained later never changes an earlier order."""
+        return self._g.is_participant_id(self._buyer, self._t)
 
     def __repr__(self) -> str:
         return f"Chain({self.source}, order={self.order_id!r}, buyer={self.buyer!r})"

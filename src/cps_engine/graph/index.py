@@ -33,10 +33,16 @@ class Interner:
         self.names: list[str] = []
 
     def add(self, name: str) -> int:
-        i = self.ids.get(name)
-        if i is None:
-            i = self.ids[name] = len(self.names)
-            self.names.append(name)
+        """The id of ``name``, interning it if new.
+
+        >>> it = Interner()
+        >>> it.add("amy"), it.add("bob"), it.add("amy"), it.names
+        (0, 1, 0, ['amy', 'bob'])
+        """
+        names = self.names
+        i = self.ids.setdefault(name, len(names))  # one hash probe, new or not
+        if i == len(names):
+            names.append(name)
         return i
 
     def get(self, name: str) -> int:
@@ -89,23 +95,35 @@ class ShareIndex:
         """
         self = cls()
         ids = self.share_ids = Interner()
-        for sid in share_ids:
-            ids.add(sid)
-        n = len(ids)
+        lookup = ids.ids = {sid: i for i, sid in enumerate(share_ids)}  # (dict(zip(...)) over-allocates)
+        n = len(lookup)
         if n != len(share_ids):
             raise ValueError("share ids must be unique; deduplicate before building the index")
-        parent = np.full(n, -1, dtype=np.int64)
-        lookup = ids.ids
-        for i, p in enumerate(parents):
-            if p is not None:
-                j = lookup.get(p)
-                if j is None:
-                    raise UnknownReference(f"parent share {p!r} is not a known share",
+        ids.names = list(share_ids)
+        if len(parents) == n:
+            # one pass of dict lookups, then vectorised checks; the first bad share in order is reported
+            get = lookup.get
+            parent = np.array([-1 if p is None else get(p, -2) for p in parents], dtype=np.int64)
+            bad = np.flatnonzero((parent == -2) | (parent == np.arange(n)))
+            if bad.size:
+                i = int(bad[0])
+                if parent[i] == -2:
+                    raise UnknownReference(f"parent share {parents[i]!r} is not a known share",
                                            record=share_ids[i], field="parent")
-                if j == i:
-                    raise SelfReferralError("a share cannot be re-shared from itself",
-                                            record=share_ids[i], field="parent")
-                parent[i] = j
+                raise SelfReferralError("a share cannot be re-shared from itself",
+                                        record=share_ids[i], field="parent")
+        else:
+            parent = np.full(n, -1, dtype=np.int64)
+            for i, p in enumerate(parents):
+                if p is not None:
+                    j = lookup.get(p)
+                    if j is None:
+                        raise UnknownReference(f"parent share {p!r} is not a known share",
+                                               record=share_ids[i], field="parent")
+                    if j == i:
+                        raise SelfReferralError("a share cannot be re-shared from itself",
+                                                record=share_ids[i], field="parent")
+                    parent[i] = j
         sharer = np.asarray(sharers, dtype=np.int64)
         depth, root, second = _forest(parent, share_ids)
         tin, tout = _euler(parent, depth)

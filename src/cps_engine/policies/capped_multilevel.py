@@ -33,4 +33,4 @@ class CappedMultilevel(PolicyConfig):
         return len(self.rates)
 
     def awards(self, chain: Chain, order: OrderView) -> list[Award]:
-        return self.capped(self.level_awards(chain, order, self.rates))
+        return self.capped_level_awards(chain, order, self.rates)

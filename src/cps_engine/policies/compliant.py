@@ -95,7 +95,7 @@ class Compliant(PolicyConfig):
         if self.entry_skus and lines and any(line.sku in self.entry_skus for line in lines):
             return []  # CN-FEE: an entry purchase earns nobody anything
         if chain.buyer_is_participant():  # CN-SELF
-            if self.self_purchase_rate:
+            if self.self_purchase_rate and self.is_eligible(order.buyer):
                 return self.capped([Award(order.buyer, 1, self.self_purchase_rate,
                                           "self-purchase rebate (CN-SELF)", (order.id,))])
             return []
