@@ -1,0 +1,160 @@
+"""Canonical encodings and the sha256 hash chain of the ledger log.
+
+Every entry (one leg of a posting) is encoded as canonical JSON — keys sorted, no whitespace,
+UTF-8, ``None`` fields left out, amounts as integer minor units, rates as exact text, times as
+``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC — and chained::
+
+    hash[n] = sha256(bytes.fromhex(hash[n-1]) + canonical(entry[n]).encode("utf-8"))
+    hash[0] = "00" * 32  (the genesis value; the first entry is n = 1)
+
+The encoding carries a format version ``"v"``; the golden vectors in ``tests/ledger`` freeze it, so a
+change to this module that alters any byte of the encoding fails the tests instead of silently
+breaking every stored chain.
+
+>>> e = {"seq": 1, "event": "order:o1", "kind": "accrual", "account": "commission", "payee": "bob",
+...      "currency": "CNY", "amount": 1899, "effective_us": 0}
+>>> encode_entry(e)
+'{"account":"commission","amount":1899,"currency":"CNY","effective":"1970-01-01T00:00:00.000000Z",\
+"event":"order:o1","kind":"accrual","payee":"bob","seq":1,"v":1}'
+>>> chain_hash(GENESIS, e)[:16]
+'0a8fcc76d4792406'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Final
+
+from cps_engine.models import Event, event_to_json
+
+__all__ = [
+    "ENCODING_VERSION",
+    "GENESIS",
+    "canonical_json",
+    "chain_hash",
+    "encode_entry",
+    "fold_chain",
+    "iso_us",
+    "merkle_root",
+    "payload_hash",
+]
+
+ENCODING_VERSION: Final = 1
+GENESIS: Final = "00" * 32
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+#: entry fields in the encoding; ``*_us`` times are rendered as ISO text under the name without ``_us``
+_FIELDS: Final = ("seq", "event", "kind", "account", "payee", "currency", "amount", "order", "revision",
+                  "line", "level", "rate", "config_hash", "effective_us", "available_us")
+
+
+@lru_cache(maxsize=65536)
+def iso_us(micros: int) -> str:
+    """Microseconds since the epoch as fixed-width UTC ISO text.
+
+    >>> iso_us(1_772_330_400_000_000)
+    '2026-03-01T02:00:00.000000Z'
+    """
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(data: Mapping[str, Any]) -> str:
+    """Sorted keys, no whitespace, UTF-8 text kept as is; ``None`` values are left out.
+
+    >>> canonical_json({"b": 1, "a": None, "c": "é"})
+    '{"b":1,"c":"é"}'
+    """
+    return _JSON.encode({k: v for k, v in data.items() if v is not None})
+
+
+def encode_entry(entry: Mapping[str, Any]) -> str:
+    """The canonical text of one entry (see the module docstring)."""
+    out: dict[str, Any] = {"v": ENCODING_VERSION}
+    for name in _FIELDS:
+        value = entry.get(name)
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is not int and kind is not str:
+            raise TypeError(f"entry field {name!r} must be int or str, not {kind.__name__}")
+        if name.endswith("_us"):
+            out[name[:-3]] = iso_us(value)
+        else:
+            out[name] = value
+    return _JSON.encode(out)
+
+
+def chain_hash(prev: str, entry: Mapping[str, Any]) -> str:
+    """``sha256(prev_hash_bytes + canonical(entry))`` as hex."""
+    return hashlib.sha256(bytes.fromhex(prev) + encode_entry(entry).encode("utf-8")).hexdigest()
+
+
+def fold_chain(entries: Iterable[Mapping[str, Any]], prev: str = GENESIS) -> str:
+    """The head after chaining ``entries`` in order from ``prev``.
+
+    >>> fold_chain([]) == GENESIS
+    True
+    """
+    for entry in entries:
+        prev = chain_hash(prev, entry)
+    return prev
+
+
+def _norm(value: Any) -> Any:
+    """Amounts as minimal decimal text, times as UTC microsecond text, recursively."""
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def payload_hash(event: Event) -> str:
+    """sha256 of the event's canonical payload: the idempotency fingerprint.
+
+    Two deliveries carry "the same payload" when they mean the same thing: amounts are compared as
+    numbers (``"5.0"`` equals ``"5.00"``) and times as instants (``+08:00`` equals the same moment in
+    ``Z``); every other field is compared exactly.
+
+    >>> from cps_engine.models import parse_event
+    >>> a = parse_event({"type": "refund", "id": "r1", "order": "o1", "amount": "5.0",
+    ...                  "at": "2026-03-01T10:00:00+08:00"})
+    >>> b = parse_event({"type": "refund", "id": "r1", "order": "o1", "amount": "5.00",
+    ...                  "at": "2026-03-01T02:00:00Z"})
+    >>> payload_hash(a) == payload_hash(b), payload_hash(a)[:12]
+    (True, '844474a07910')
+    """
+    data = _norm(event.model_dump(exclude_none=True))
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+def event_payload(event: Event) -> str:
+    """The stored payload of an event: :func:`cps_engine.models.event_to_json` (original values)."""
+    return event_to_json(event)
+
+
+def merkle_root(leaves: Iterable[str]) -> str:
+    """Merkle root (sha256, hex) over leaf texts; an odd node is paired with itself; no leaves -> GENESIS.
+
+    >>> merkle_root(["a"]) == hashlib.sha256(b"\\x00a").hexdigest()
+    True
+    """
+    level = [hashlib.sha256(b"\x00" + leaf.encode("utf-8")).digest() for leaf in leaves]
+    if not level:
+        return GENESIS
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+    return level[0].hex()
