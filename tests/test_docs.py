@@ -32,6 +32,25 @@ def test_readme_python_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert "bob 1 18.99 CNY" in out and "merchant keeps 161.51 CNY" in out
 
 
+def test_every_readme_python_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The ledger and what-if examples too, in a scratch directory (they write files)."""
+    import shutil
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README.md block {i}", "exec"), {})
+    out = capsys.readouterr().out
+    # the ledger block: base 189.99 - 50.00 refunded = 139.99; bob 10% -> 13.99, amy 5% -> 6.99 (down)
+    assert "4 events: 3 applied, 1 duplicate" in out
+    assert "bob 0.00 CNY 13.99 CNY 0.00 CNY" in out and "amy 0.00 CNY 6.99 CNY 0.00 CNY" in out
+    assert (tmp_path / "commissions.db").exists() and (tmp_path / "whatif.png").stat().st_size > 10_000
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_policy_loads_and_round_trips(path: Path) -> None:
     policy = load_policy(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -22,9 +23,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cps_engine.cli_common import BindingOpt, ExpireOpt, bad_input_exits, binding_config, err, fail
 from cps_engine.engine import Settlement, compute_events
 from cps_engine.errors import CpsError
-from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
+from cps_engine.graph import ShareGraph
 from cps_engine.models import Event, load_events, validate_events
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy, policy_schema
@@ -33,26 +35,9 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(name="cps-engine", help="Exact distribution commissions (CPS) over share chains.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-err = Console(stderr=True)
 
 LINE_COLUMNS = ("order", "payee", "level", "amount", "currency", "rate", "rule", "policy", "config_hash",
                 "base", "path", "rounding")
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def bad_input_exits() -> Iterator[None]:
-    """Turn cps_engine's typed errors (and unreadable files) into exit status 2 with a message."""
-    try:
-        yield
-    except CpsError as exc:
-        raise fail(str(exc)) from None
-    except OSError as exc:
-        raise fail(f"{exc.filename or ''}: {exc.strerror}") from None
 
 
 def sample_path() -> Path:
@@ -64,15 +49,6 @@ def bundled_policy(name: str) -> PolicyConfig:
     return load_policy(Path(str(files("cps_engine") / "data" / f"{name}.toml")))
 
 
-def binding_config(mode: str, expire_days: int | None) -> BindingConfig:
-    try:
-        return BindingConfig(mode=BindingMode(mode), expire_days=expire_days)
-    except ValueError as exc:
-        raise fail(f"--binding: {exc}") from None
-
-
-BindingOpt = Annotated[str, typer.Option("--binding", help="first_wins | overwrite | registration_only | expiring")]
-ExpireOpt = Annotated[int | None, typer.Option("--expire-days", help="with --binding expiring")]
 
 
 @contextmanager
@@ -112,7 +88,7 @@ def compute(
 ) -> None:
     """One row per commission line: order, payee, level, amount, currency, rate (+ provenance)."""
     if fmt not in ("csv", "jsonl"):
-        raise fail("--format must be csv or jsonl")
+        fail("--format must be csv or jsonl")
     config = binding_config(binding, expire_days)
     with bad_input_exits():
         evs = load_events(events)
@@ -136,7 +112,7 @@ def validate(events: Annotated[Path, typer.Argument(help="events, JSON Lines")],
     for p in problems:
         err.print(f"- {p}", highlight=False, soft_wrap=True)
     if problems:
-        raise fail(f"{len(problems)} bad record(s) in {events}")
+        fail(f"{len(problems)} bad record(s) in {events}")
     err.print(f"{events}: ok")
 
 
@@ -177,8 +153,13 @@ def summarize(name: str, settlements: list[Settlement]) -> dict[str, Any]:
 @app.command()
 def demo(
     events: Annotated[Path | None, typer.Option("--events", help="events file (default: bundled sample)")] = None,
+    ledger: Annotated[Path | None, typer.Option(
+        "--ledger", help="SQLite ledger file to record into (default: a new temporary file)")] = None,
 ) -> None:
-    """Compute the bundled sample programme under first-sharer, capped three-level and cn-compliant."""
+    """The bundled sample under three policies side by side, then recorded into a SQLite ledger.
+
+    First-sharer, capped three-level and cn-compliant; the ledger uses capped three-level with a
+    7-day hold and shows the balances."""
     path = events or sample_path()
     with bad_input_exits():
         evs: list[Event] = load_events(path)
@@ -203,14 +184,22 @@ def demo(
         table.add_row("top payee", *[f"{c['top_payee'][0]} {c['top_payee'][1].amount}" if c and c["top_payee"]
                                       else "-" for c in cells])
     console.print(table)
+    from cps_engine.ledger import demo_summary
+
+    with tempfile.TemporaryDirectory(prefix="cps-demo-") as tmp, bad_input_exits():
+        console.print(demo_summary(evs, bundled_policy("three_level"), ledger or Path(tmp) / "ledger.db"))
 
 
 def _mount() -> None:
     """Attach the faces that live in their own modules (each imports only downward)."""
     from cps_engine.cli_audit import audit_app, statement
+    from cps_engine.cli_ledger import ledger_app
+    from cps_engine.cli_whatif import whatif
 
     app.add_typer(audit_app, name="audit", help="Verify statements, explain lines, check integrity and compliance.")
     app.command("statement")(statement)
+    app.add_typer(ledger_app, name="ledger", help="Commission ledger: record events, balances, statements.")
+    app.command("whatif")(whatif)
 
 
 _mount()

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,8 +32,10 @@ from cps_engine.audit.statement import (
     Statement,
     build_statement,
     read_statement,
+    statement_from_ledger,
 )
 from cps_engine.audit.verify import KIND_TITLES, VerificationReport, verify_statement
+from cps_engine.cli_common import bad_input_exits, err, fail
 from cps_engine.errors import CpsError
 from cps_engine.graph import BindingConfig, BindingMode
 from cps_engine.models import Event, OrderEvent, load_events
@@ -46,24 +46,7 @@ __all__ = ["audit_app", "statement"]
 
 audit_app = typer.Typer(name="audit", help="Verify, explain and check payout statements; compliance report.",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-_err = Console(stderr=True)
-EXIT_OK, EXIT_FOUND, EXIT_UNUSABLE = 0, 1, 2
-
-
-def _fail(message: str) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_UNUSABLE)
-
-
-@contextmanager
-def _unusable_exits() -> Iterator[None]:
-    """Typed errors about the input, unreadable files: exit 2 with the message."""
-    try:
-        yield
-    except CpsError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror}")
+EXIT_OK, EXIT_FOUND = 0, 1
 
 
 def _console() -> Console:
@@ -76,7 +59,7 @@ def _binding(mode: str | None, expire_days: int | None) -> BindingConfig | None:
     try:
         return BindingConfig(mode=BindingMode(mode), expire_days=expire_days)
     except ValueError as exc:
-        _fail(f"--binding: {exc}")
+        fail(f"--binding: {exc}")
 
 
 def _as_of(text: str | None) -> datetime | None:
@@ -85,9 +68,9 @@ def _as_of(text: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"--as-of {text!r} is not an ISO-8601 time such as 2026-04-01T00:00:00+08:00")
+        fail(f"--as-of {text!r} is not an ISO-8601 time such as 2026-04-01T00:00:00+08:00")
     if at.tzinfo is None:
-        _fail(f"--as-of {text!r} has no time zone; add one such as +08:00 or Z")
+        fail(f"--as-of {text!r} has no time zone; add one such as +08:00 or Z")
     return at
 
 
@@ -105,7 +88,7 @@ def _columns(columns: Path | None, maps: list[str] | None, currency: str | None)
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
     if fmt not in allowed:
-        _fail(f"--format must be one of {', '.join(allowed)}")
+        fail(f"--format must be one of {', '.join(allowed)}")
 
 
 EventsOpt = Annotated[Path, typer.Option("--events", help="events, JSON Lines")]
@@ -121,8 +104,6 @@ HoldOpt = Annotated[int | None, typer.Option("--hold-days", min=0, help="hold pe
 
 # ---------------------------------------------------------------------------------------------- statement
 def statement(
-    events: EventsOpt,
-    policy: PolicyOpt,
     period: Annotated[str, typer.Option("--period", help="YYYY-MM or YYYY-MM-DD..YYYY-MM-DD")],
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="directory: writes statement-<period>.json, .csv and .manifest.json")] = None,
@@ -135,18 +116,38 @@ def statement(
         "statement in the directory")] = None,
     binding: BindingOpt = None,
     expire_days: ExpireOpt = None,
+    events: Annotated[Path | None, typer.Option("--events", help="events, JSON Lines")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", help="policy config, TOML or JSON (with --db: default the ledger's)")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="instead of --events: a ledger (SQLite file or SQLAlchemy URL); its applied events, "
+        "policy, hold days and binding mode")] = None,
 ) -> None:
     """Payout statement for a period: per-payee lines, totals and a manifest with a Merkle root."""
     _check_format(fmt, ("json", "csv"))
+    if (events is None) == (db is None):
+        fail("give either --events (with --policy) or --db")
+    if db is not None and (binding is not None or expire_days is not None or hold_days is not None):
+        fail("with --db the ledger's binding mode and hold days are used; drop --binding/--expire-days/--hold-days")
     config = _binding(binding, expire_days) or BindingConfig()
     when = _as_of(as_of)
-    with _unusable_exits():
-        evs, pol = _load(events, policy)
+    with bad_input_exits(ValueError):
         prev: Statement | None = read_statement(previous) if previous is not None else None
         if prev is None and output is not None:
             prev = _latest_before(output, period)
-        st = build_statement(evs, pol, period, tz=tz or "UTC", as_of=when, hold_days=hold_days, binding=config,
-                             previous=prev)
+        if db is not None:
+            from cps_engine.cli_ledger import open_ledger
+
+            with open_ledger(db) as led:
+                st = statement_from_ledger(led, period, tz=tz or "UTC", as_of=when, previous=prev,
+                                           policy=load_policy(policy) if policy is not None else None)
+        else:
+            assert events is not None
+            if policy is None:
+                fail("--events needs --policy")
+            evs, pol = _load(events, policy)
+            st = build_statement(evs, pol, period, tz=tz or "UTC", as_of=when, hold_days=hold_days,
+                                 binding=config, previous=prev)
         if output is None:
             sys.stdout.write(st.to_json() if fmt == "json" else st.to_csv())
             return
@@ -154,9 +155,9 @@ def statement(
     man = st.manifest
     assert man is not None
     _summary(st)
-    _err.print(f"{len(st.lines)} lines for {len({ln.payee for ln in st.lines})} payees "
+    err.print(f"{len(st.lines)} lines for {len({ln.payee for ln in st.lines})} payees "
                f"-> {paths['json']}, {paths['csv']}, {paths['manifest']}", highlight=False)
-    _err.print(f"merkle_root {man.merkle_root}\nchain_root  {man.chain_root}"
+    err.print(f"merkle_root {man.merkle_root}\nchain_root  {man.chain_root}"
                + (f" (chained to {man.previous_period})" if man.previous_period else " (first statement)"),
                highlight=False)
 
@@ -196,7 +197,7 @@ def _summary(st: Statement) -> None:
         table.add_row(escape(payee), str(n), str(money))
     for cur, data in st.totals.items():
         table.add_row(f"[bold]total {cur}[/]", str(data["lines"]), f"[bold]{data['amount']} {cur}[/]")
-    _err.print(table)
+    err.print(table)
 
 
 # ---------------------------------------------------------------------------------------------- verify
@@ -227,7 +228,7 @@ def verify(
     _check_format(fmt, ("table", "json"))
     config = _binding(binding, expire_days)
     when = _as_of(as_of)
-    with _unusable_exits():
+    with bad_input_exits():
         evs, pol = _load(events, policy)
         orders = {ev.id: ev.currency for ev in evs if isinstance(ev, OrderEvent)}
         only = next(iter(set(orders.values()))) if len(set(orders.values())) == 1 else None
@@ -242,7 +243,7 @@ def verify(
     else:
         _print_verification(report)
     if html is not None:
-        _err.print(f"HTML report -> {html}", highlight=False)
+        err.print(f"HTML report -> {html}", highlight=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
 
 
@@ -302,7 +303,7 @@ def explain(
     _check_format(fmt, ("text", "json"))
     config = _binding(binding, expire_days) or BindingConfig()
     when = _as_of(as_of)
-    with _unusable_exits():
+    with bad_input_exits():
         evs, pol = _load(events, policy)
         ex = explain_order(evs, pol, order, payee, binding=config, as_of=when)
     if fmt == "json":
@@ -324,7 +325,7 @@ def check_integrity_cmd(
     Exit 0 when intact, 1 when tampered with, 2 when the statement cannot be read or has no manifest.
     """
     _check_format(fmt, ("table", "json"))
-    with _unusable_exits():
+    with bad_input_exits():
         st = read_statement(statement_file, manifest=manifest)
         prev = read_statement(previous) if previous is not None else None
         report = check_integrity(st, prev)
@@ -360,18 +361,18 @@ def prove_cmd(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default stdout)")] = None,
 ) -> None:
     """Inclusion proofs for one payee's lines: they can check them without seeing anyone else's."""
-    with _unusable_exits():
+    with bad_input_exits():
         st = read_statement(statement_file)
         try:
             doc = prove(st, payee, order)
         except KeyError as exc:
-            _fail(str(exc.args[0]))
+            fail(str(exc.args[0]))
         text = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
         if output is None:
             sys.stdout.write(text)
         else:
             output.write_text(text, encoding="utf-8")
-            _err.print(f"{len(doc['proofs'])} proof(s) for {payee} -> {output}", highlight=False)
+            err.print(f"{len(doc['proofs'])} proof(s) for {payee} -> {output}", highlight=False)
 
 
 @audit_app.command("verify-proof")
@@ -381,7 +382,7 @@ def verify_proof_cmd(
         "--root", help="the merkle_root or chain_root the issuer published")] = None,
 ) -> None:
     """Check a payee's inclusion proof (exit 0 valid, 1 invalid, 2 unreadable)."""
-    with _unusable_exits():
+    with bad_input_exits():
         try:
             doc = json.loads(proof.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -419,8 +420,8 @@ def compliance(
     if jurisdiction:
         bad = [j for j in jurisdiction if j.upper() not in ("CN", "US", "EU")]
         if bad:
-            _fail(f"--jurisdiction {bad[0]!r}: use CN, US or EU")
-    with _unusable_exits():
+            fail(f"--jurisdiction {bad[0]!r}: use CN, US or EU")
+    with bad_input_exits():
         evs, pol = _load(events, policy)
         rep = compliance_report(evs, pol, binding=config, entry_skus=entry_sku or (), jurisdictions=jurisdiction)
     if fmt == "json":

@@ -38,6 +38,7 @@ from cps_engine.audit.statement import (
     events_digest,
     read_statement,
     seal_lines,
+    statement_from_ledger,
 )
 from cps_engine.audit.verify import Discrepancy, Kind, VerificationReport, verify_statement
 
@@ -72,6 +73,7 @@ __all__ = [
     "render_verification_html",
     "root_of",
     "seal_lines",
+    "statement_from_ledger",
     "verify_inclusion",
     "verify_proof",
     "verify_statement",

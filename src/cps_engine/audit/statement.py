@@ -55,6 +55,7 @@ from cps_engine.audit.merkle import leaf_hash, root_of
 from cps_engine.engine import Settlement, compute_events
 from cps_engine.errors import CpsError, InvalidMoney, InvalidRate
 from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.ledger import Ledger
 from cps_engine.models import Event, OrderEvent
 from cps_engine.money import CURRENCIES, Money, format_rate, parse_amount, parse_rate
 from cps_engine.policies.base import PolicyConfig
@@ -75,6 +76,7 @@ __all__ = [
     "library_version",
     "read_statement",
     "seal_lines",
+    "statement_from_ledger",
     "statement_lines",
     "statement_paths",
     "totals_of",
@@ -587,6 +589,40 @@ def build_statement(events: Iterable[Event], policy: PolicyConfig, period: str |
                       policy_config_hash=policy.config_hash, rounding=policy.rounding.value,
                       binding=config.mode.value, expire_days=config.expire_days, hold_days=hold_days,
                       as_of=effective_as_of, previous=previous)
+
+
+def statement_from_ledger(ledger: Ledger, period: str | Period, *, tz: str = "UTC", as_of: datetime | None = None,
+                          policy: PolicyConfig | None = None,
+                          previous: Statement | Manifest | None = None) -> Statement:
+    """The statement of ``period`` from a ledger database: the events the ledger applied, replayed
+    under its policy, hold days and binding mode, so the statement is recomputable from the same
+    inputs by anyone (``audit verify`` on the exported events gives zero discrepancies).
+
+    A ledger whose policy changed over time has no single policy to state: pass the ``policy`` of
+    the period (its orders were computed with the version in force at their time).
+
+    >>> from cps_engine.ledger import Ledger
+    >>> from cps_engine.policies import load_policy
+    >>> led = Ledger.open(":memory:", load_policy({"kind": "first_sharer", "rate": "10%"}), hold_days=0)
+    >>> _ = led.record_many([
+    ...   {"type": "share", "id": "s1", "sharer": "amy", "at": "2026-03-01T10:00:00+08:00"},
+    ...   {"type": "order", "id": "o1", "buyer": "cat", "share": "s1", "amount": "100.00", "currency": "CNY",
+    ...    "at": "2026-03-01T12:00:00+08:00"}])
+    >>> [(ln.payee, str(ln.amount), ln.state) for ln in statement_from_ledger(led, "2026-03").lines]
+    [('amy', '10.00 CNY', 'available')]
+    """
+    terms = ledger.terms
+    if policy is None:
+        if len({t.config_hash for t in terms}) > 1:
+            raise InvalidStatement(f"the ledger's policy changed over time ({len(terms)} terms versions): give the "
+                                   "policy in force for the period", field="policy")
+        policy = terms[-1].policy
+    holds = {t.rules.hold_days for t in terms}
+    if len(holds) > 1:
+        raise InvalidStatement(f"the ledger's hold period changed over time ({sorted(holds)} days): a statement "
+                               "states one", field="hold_days")
+    return build_statement(ledger.applied_events(), policy, period, tz=tz, as_of=as_of, hold_days=holds.pop(),
+                           binding=ledger.binding, previous=previous)
 
 
 def seal_lines(lines: Sequence[StatementLine], period: str | Period, *, tz: str = "UTC", events_sha256: str = "",

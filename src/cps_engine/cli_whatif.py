@@ -1,0 +1,125 @@
+"""``cps-engine whatif``: compare policies on an events file — a table, and optionally a figure.
+
+Mount with ``app.command("whatif")(whatif)`` on the main Typer app.  Bad input exits with status 2
+and a message naming the record and field, like every other command.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cps_engine.cli_common import BindingOpt, ExpireOpt, bad_input_exits, binding_config, err, fail
+from cps_engine.money import Money
+from cps_engine.rules import DISCLAIMER
+
+if TYPE_CHECKING:
+    from cps_engine.whatif import Comparison
+
+__all__ = ["render", "whatif"]
+
+def _percent(value: Decimal) -> str:
+    return f"{(value * 100).quantize(Decimal('0.01'))}%"
+
+
+_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("orders", "orders", "int"),
+    ("gmv_minor", "GMV (net of refunds)", "money"),
+    ("commission_minor", "commission", "money"),
+    ("effective_rate", "effective rate", "pct"),
+    ("merchant_net_minor", "merchant net", "money"),
+    ("payees", "payees paid", "int"),
+    ("median_payout_minor", "median payout", "money"),
+    ("top1_share", "top 1% of payees get", "pct"),
+    ("top10_share", "top 10% of payees get", "pct"),
+    ("gini", "Gini of payouts", "dec"),
+    ("lines_level_1", "lines at level 1", "int"),
+    ("lines_level_2", "lines at level 2", "int"),
+    ("lines_level_3plus", "lines at level 3+", "int"),
+    ("max_level", "deepest level paid", "int"),
+    ("self_purchase_share", "on participants' own purchases", "pct"),
+    ("beyond_level_2_share", "paid beyond level 2", "pct"),
+    ("no_direct_sales_share", "to payees without direct sales", "pct"),
+    ("downline_payees", "payees mostly paid on downline", "int"),
+)
+
+
+def _cell(value: Any, kind: str, currency: str) -> str:
+    if kind == "money":
+        minor = value if isinstance(value, Decimal) else Decimal(int(value))
+        exp = Money(0, currency).exponent
+        return str(minor.scaleb(-exp).quantize(Decimal(1).scaleb(-exp)))
+    if kind == "pct":
+        return _percent(value if isinstance(value, Decimal) else Decimal(int(value)))
+    return str(value)
+
+
+def render(comparison: Comparison, *, top: int = 5) -> list[Table]:
+    """Rich tables: metrics (one column per policy, per currency) and, with two or more policies,
+    the biggest winners and losers from the first policy to the last."""
+    tables = []
+    m = comparison.metrics
+    names = comparison.policies
+    for cur in sorted(set(m["currency"])):
+        table = Table(title=f"Policy what-if ({cur})")
+        table.add_column("")
+        for name in names:
+            table.add_column(name, justify="right")
+        for key, label, kind in _ROWS:
+            cells = []
+            for name in names:
+                row = m[(m["policy"] == name) & (m["currency"] == cur)]
+                cells.append(_cell(row[key].iloc[0], kind, cur) if len(row) else "-")
+            table.add_row(label, *cells)
+        tables.append(table)
+    if len(names) >= 2 and top > 0:
+        before, after = names[0], names[-1]
+        deltas = comparison.deltas(before, after)
+        table = Table(title=f"Who wins, who loses: {before} → {after}")
+        for col in ("payee", before, after, "change"):
+            table.add_column(col, justify="left" if col == "payee" else "right")
+        picked = deltas.head(top) if len(deltas) <= 2 * top else deltas.iloc[list(range(top)) +
+                                                                               list(range(len(deltas) - top,
+                                                                                          len(deltas)))]
+        for r in picked.to_dict("records"):
+            cur, delta = str(r["currency"]), int(r["delta_minor"])
+            table.add_row(str(r["payee"]), _cell(r["before_minor"], "money", cur),
+                          _cell(r["after_minor"], "money", cur),
+                          f"{'+' if delta > 0 else ''}{_cell(delta, 'money', cur)} {cur}")
+        tables.append(table)
+    return tables
+
+
+def whatif(
+    events: Annotated[Path, typer.Option("--events", help="events, JSON Lines")],
+    policy: Annotated[list[Path], typer.Option("--policy", help="policy config, TOML or JSON (repeat)")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="write the 2×2 figure here (png, svg, pdf)")] = None,
+    top: Annotated[int, typer.Option("--top", help="winners and losers to list")] = 5,
+    binding: BindingOpt = "first_wins",
+    expire_days: ExpireOpt = None,
+) -> None:
+    """Compare policies on one history: cost, who earns what, depth, compliance indicators."""
+    from cps_engine.policies import load_policy
+    from cps_engine.whatif import compare
+
+    if not policy:
+        fail("give at least one --policy")
+    config = binding_config(binding, expire_days)
+    with bad_input_exits():
+        policies = [load_policy(p) for p in policy]
+        comparison = compare(events, policies, binding=config)
+    console = Console()
+    for table in render(comparison, top=top):
+        console.print(table)
+    console.print(f"[dim]{DISCLAIMER}[/]")
+    if plot is not None:
+        try:
+            comparison.plot().savefig(plot, dpi=110)
+        except (OSError, ValueError) as exc:
+            fail(f"--plot {plot}: {exc}")
+        err.print(f"figure -> {plot}")
