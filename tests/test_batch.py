@@ -37,7 +37,7 @@ from cps_engine import (
 )
 from cps_engine.batch import _kernels, compute_batch, orders_frame
 from cps_engine.graph import BindingConfig
-from tests.strategies import POLICY_KINDS, Programme, policy_configs, programmes
+from tests.strategies import POLICY_KINDS, Programme, interleaved_programmes, policy_configs, programmes
 
 Row = tuple[str, str, int, int, str, str]
 COLS = ["order", "payee", "level", "amount_minor", "currency", "rate"]
@@ -88,6 +88,16 @@ def test_batch_equals_per_order_on_the_vectorised_path(prog: Programme, cfg: dic
     assert rows(frame) == reference(prog.events, policy, binding)
     stats = frame.attrs["cps_engine"]
     assert stats["vectorised"] + stats["per_order"] == len(prog.orders)
+
+
+@given(prog=interleaved_programmes(max_people=8, max_shares=30, max_orders=25),
+       cfg=policy_configs(kinds=("compliant",), fixed=False, filters=False), binding=bindings)
+def test_compliant_participation_is_taken_at_the_order_time(prog: Programme, cfg: dict[str, Any],
+                                                             binding: BindingConfig) -> None:
+    """Orders placed before the buyer's first share or first downline pay their uplines; later
+    ones do not: the vectorised path asks "participant?" at each order's time, like the engine."""
+    policy = load_policy(cfg)
+    assert rows(compute_batch(prog.events, None, policy, binding=binding)) == reference(prog.events, policy, binding)
 
 
 @given(prog=programmes(lines=False, max_people=6, max_shares=20, max_orders=20),
