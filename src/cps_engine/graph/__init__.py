@@ -39,9 +39,6 @@ _MISSING: Any = object()
 __all__ = ["BindingConfig", "BindingMode", "BindingRecord", "Chain", "Link", "ShareGraph", "to_micros"]
 
 
-_END_OF_TIME = 2**63 - 1
-
-
 class ShareGraph:
     """Share forest plus binding history over interned people; answers ``chain_for(order)``."""
 
@@ -185,17 +182,17 @@ class ShareGraph:
               *, self_purchase: bool = False) -> Chain:
         """Like :meth:`chain_for` from plain values; ``at`` may be µs since the epoch."""
         buyer_id = self._people.get(buyer)
-        # the order's time (µs); without one, "as of" questions are answered as of the end of time
-        t = _END_OF_TIME if at is None else at if isinstance(at, int) else to_micros(at)
         if share is not None:
             node = self._shares.share_ids.get(share)
             if node < 0:
                 raise UnknownReference(f"share {share!r} is not a known share", record=order_id,
                                        field="share")
-            return Chain(self, "share", node, buyer, buyer_id, self_purchase, t, order_id)
-        if buyer_id >= 0 and at is not None and self._bindings.upline(buyer_id, t) >= 0:
-            return Chain(self, "binding", -1, buyer, buyer_id, self_purchase, t, order_id)
-        return Chain(self, "none", -1, buyer, buyer_id, self_purchase, t, order_id)
+            return Chain(self, "share", node, buyer, buyer_id, self_purchase, 0, order_id, at)
+        if buyer_id >= 0 and at is not None:
+            t = at if isinstance(at, int) else to_micros(at)
+            if self._bindings.upline(buyer_id, t) >= 0:
+                return Chain(self, "binding", -1, buyer, buyer_id, self_purchase, t, order_id, at)
+        return Chain(self, "none", -1, buyer, buyer_id, self_purchase, 0, order_id, at)
 
     def _top_upline(self, user: int, t: int) -> tuple[Link | None, int]:
         """Top of ``user``'s upline chain at ``t`` and the number of uplines, memoised per

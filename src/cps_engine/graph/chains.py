@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from cps_engine.graph.binding import to_micros
+
 if TYPE_CHECKING:
     from cps_engine.graph import ShareGraph
 
@@ -38,17 +40,18 @@ _link = tuple.__new__  # ``_link(Link, (payee, via))``: a Link without the Named
 class Chain:
     """The payees of one order, nearest first when walked.  Created by ``ShareGraph.chain_for``."""
 
-    __slots__ = ("_buyer", "_g", "_node", "_self", "_t", "buyer", "order_id", "source")
+    __slots__ = ("_at", "_buyer", "_g", "_node", "_self", "_t", "buyer", "order_id", "source")
 
     def __init__(self, graph: ShareGraph, source: Source, node: int, buyer: str, buyer_id: int,
-                 self_purchase: bool, t: int, order_id: str) -> None:
+                 self_purchase: bool, t: int, order_id: str, at: datetime | int | None = None) -> None:
         self._g = graph
         self.source: Source = source
         self._node = node
         self.buyer = buyer
         self._buyer = buyer_id
         self._self = self_purchase
-        self._t = t
+        self._t = t  # the order's time in µs where the chain needed it (binding chains), else 0
+        self._at = at  # the order's time as given: converted only if a question needs it
         self.order_id = order_id
 
     def walk(self) -> Iterator[Link]:
@@ -166,7 +169,10 @@ class Chain:
     def buyer_is_participant(self) -> bool:
         """Whether the buyer took part in the programme at the order's time (had shared, or had a
         bound downline): a share or downline gained later never changes an earlier order."""
-        return self._g.is_participant_id(self._buyer, self._t)
+        at = self._at
+        t = self._t if self.source == "binding" else None if at is None else at if isinstance(at, int) \
+            else to_micros(at)
+        return self._g.is_participant_id(self._buyer, t)
 
     def __repr__(self) -> str:
         return f"Chain({self.source}, order={self.order_id!r}, buyer={self.buyer!r})"
