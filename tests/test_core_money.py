@@ -128,6 +128,31 @@ def test_money_parse_of_a_float_says_float() -> None:
         Money.parse(1.5)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("text", ["1e999999999", "-1e999999999", "1e-999999999", "9" * 5000 + "e-4990"])
+def test_giant_exponents_are_refused_without_building_giant_numbers(text: str) -> None:
+    # each must fail fast by counting digits, never by computing 10**999999999 (that would hang)
+    with pytest.raises(InvalidMoney) as info:
+        parse_amount(text, "CNY")
+    assert info.value.field == "amount"
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "1e-999999999", "1e999999999%", Decimal("1e-5000"),
+                                   "1/" + "9" * 5000])
+def test_rates_with_giant_exponents_are_refused_fast(value: object) -> None:
+    # Fraction("1e999999999") would compute 10**999999999 and never return
+    with pytest.raises(InvalidRate):
+        parse_rate(value)
+
+
+def test_rates_keep_their_exact_value_up_to_the_decimal_limit() -> None:
+    assert parse_rate("1e-1000") == Fraction(1, 10**1000)
+    assert parse_rate("0e-99999999") == 0 and parse_rate("100%") == 1
+
+
+def test_zero_with_any_exponent_is_zero() -> None:
+    assert parse_amount("0e99999999", "CNY") == parse_amount("-0.00", "CNY") == 0
+
+
 def test_huge_amounts_beyond_int64_are_refused() -> None:
     assert MAX_MINOR == 2**63 - 1
     assert Money(MAX_MINOR, "CNY").minor == MAX_MINOR

@@ -103,25 +103,22 @@ def parse_amount(value: object, currency: str) -> int:
     """
     d = _to_decimal(value, "amount")  # first, so a float is refused as a float whatever the currency
     exponent = currency_exponent(currency)
-    # Exact integer arithmetic on the digits: Decimal.scaleb would round to the context's 28 digits.
-    sign, digits, exp = d.as_tuple()
+    # Exact integer arithmetic on the digits (Decimal.scaleb would round to the context's 28 digits),
+    # decided by counting digits before building any integer: never 10**huge, never int("9" * 5000).
+    sign, digit_tuple, exp = d.as_tuple()
     assert isinstance(exp, int)  # _to_decimal refuses NaN and infinities
-    coefficient = int("".join(map(str, digits)) or "0")
-    shift = exp + exponent
-    if coefficient == 0:
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    stripped = digits.rstrip("0")  # trailing zeros move into the exponent: "1.50" is 15e-1
+    shift = exp + len(digits) - len(stripped) + exponent  # minor = int(stripped) * 10**shift
+    if not stripped:
         minor = 0
-    elif len(digits) + shift > 20:  # beyond int64 whatever the digits; never build 10**huge
-        raise InvalidMoney(f"amount {value!r} is too large (limit {MAX_MINOR} minor units)", field="amount")
-    elif shift < -len(digits) - 1:
+    elif shift < 0:  # the last digit is not zero and sits below the minor unit
         raise InvalidMoney(f"amount {value!r} has more decimals than {currency} allows ({exponent})",
                            field="amount")
-    elif shift >= 0:
-        minor = coefficient * 10**shift
+    elif len(stripped) + shift > 19:  # 10**19 minor units or more
+        raise InvalidMoney(f"amount {value!r} is too large (limit {MAX_MINOR} minor units)", field="amount")
     else:
-        minor, rest = divmod(coefficient, 10**-shift)
-        if rest:
-            raise InvalidMoney(f"amount {value!r} has more decimals than {currency} allows ({exponent})",
-                               field="amount")
+        minor = int(stripped) * 10**shift
     if sign:
         minor = -minor
     if abs(minor) > MAX_MINOR:
@@ -258,6 +255,26 @@ def apply_rate(base_minor: int, rate: Fraction, rounding: Rounding = Rounding.DO
     return q if num >= 0 else -q
 
 
+#: most decimal places a rate may be written with (format_rate of 1/2**100 needs 100)
+MAX_RATE_DECIMALS = 1000
+
+
+def _decimal_rate(d: Decimal, value: object, field: str) -> Fraction:
+    """A finite decimal as a Fraction, refusing exponents that would build giant integers
+    (``Fraction("1e999999999")`` computes 10**999999999)."""
+    if not d.is_finite():
+        raise InvalidRate(f"rate {value!r} is not finite", field=field)
+    if d and d.adjusted() > 2:  # >= 1000 (or 1000%): outside [0, 1] whatever the digits
+        raise InvalidRate(f"rate {value!r} is outside [0, 1]", field=field)
+    _, digit_tuple, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    digits = "".join(map(str, digit_tuple))
+    exp += len(digits) - len(digits.rstrip("0"))  # "0.10" has one decimal place, "1e-2000" 2000
+    if digits.strip("0") and exp < -MAX_RATE_DECIMALS:
+        raise InvalidRate(f"rate {value!r} has more than {MAX_RATE_DECIMALS} decimal places", field=field)
+    return Fraction(d)
+
+
 def parse_rate(value: Any, *, field: str = "rate") -> Fraction:
     """Parse an exact rate in [0, 1] from ``"10%"``, ``"0.1"``, ``"1/3"``, Decimal, Fraction or 0/1.
 
@@ -272,12 +289,15 @@ def parse_rate(value: Any, *, field: str = "rate") -> Fraction:
         if isinstance(value, Fraction):
             rate = value
         elif isinstance(value, (int, Decimal)):
-            if isinstance(value, Decimal) and not value.is_finite():
-                raise InvalidRate(f"rate {value!r} is not finite", field=field)
-            rate = Fraction(value)
+            rate = _decimal_rate(Decimal(value), value, field) if isinstance(value, Decimal) else Fraction(value)
         elif isinstance(value, str):
             text = value.strip()
-            rate = Fraction(Decimal(text[:-1].strip())) / 100 if text.endswith("%") else Fraction(text)
+            if text.endswith("%"):
+                rate = _decimal_rate(Decimal(text[:-1].strip()), value, field) / 100
+            elif "/" in text:
+                rate = Fraction(text)
+            else:
+                rate = _decimal_rate(Decimal(text), value, field)
         else:
             raise InvalidRate(f"a rate must be a string, Decimal or Fraction, not {type(value).__name__}",
                               field=field)
