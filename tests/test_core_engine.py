@@ -344,3 +344,21 @@ def test_a_refund_without_amount_refunds_what_is_left() -> None:
     with pytest.raises(InvalidEvent) as over:
         compute_events([share, o1, rest, late], policy)
     assert (over.value.record, over.value.field) == ("r3", "amount")
+
+
+def test_a_pool_rounded_up_never_pays_a_member_above_its_ceiling() -> None:
+    # found by a 1,500-example soak: pool 0.1% of 10.01 = 1.001 fen, rounded up to 2 fen; split
+    # 95/5 by weight the old way gave the level-1 member both fen (1.9 -> 2) although its exact
+    # share is 0.95095 fen.  Now: floors 0 and 0, the two units to the two remainders: 1 and 1.
+    from cps_engine import parse_event
+
+    at = "2026-03-01T00:00:{:02d}+08:00"
+    events = [parse_event(e) for e in (
+        {"type": "share", "id": "s0", "sharer": "p0", "at": at.format(1)},
+        {"type": "bind", "id": "b0", "user": "p1", "upline": "p0", "at": at.format(2)},
+        {"type": "order", "id": "o0", "buyer": "p1", "amount": "10.01", "currency": "CNY", "at": at.format(3)})]
+    policy = load_policy({"kind": "position_based", "rate": "0.1%", "first": "5%", "middle": "0%", "last": "95%",
+                          "self_purchase": True, "rounding": "up"})
+    (s,) = compute_events(events, policy)
+    assert [(ln.payee, ln.level, ln.amount.minor) for ln in s.lines] == [("p1", 1, 1), ("p0", 2, 1)]
+    assert all(ln.amount.minor <= math.ceil(ln.rate * 1001) for ln in s.lines)

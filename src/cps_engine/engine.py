@@ -122,15 +122,20 @@ def net_base(gross_base: int, refunded: int) -> int:
 
 
 def _split(total: int, parts: Sequence[tuple[int, Fraction, int]]) -> dict[int, int]:
-    """Split ``total`` by weights exactly: floors plus largest remainders; ties to the larger level
-    (chain order).  ``parts`` are ``(key, weight, level)``."""
-    weight_sum = sum((w for _, w, _ in parts), Fraction(0))
-    if weight_sum == 0:
-        return {k: 0 for k, _, _ in parts}
-    exact = {k: total * w / weight_sum for k, w, _ in parts}
-    floors = {k: int(v) for k, v in exact.items()}  # values >= 0: int() floors
+    """Split a pool's rounded ``total`` over its members exactly: each member gets the floor of its
+    exact amount, and the units left go one each to the largest remainders; ties to the larger level
+    (chain order).  ``parts`` are ``(key, exact amount, level)``.
+
+    ``total`` is the pool's exact amount rounded once, so ``sum(floors) <= total <= sum(ceils)``:
+    every member ends within one unit of its exact amount, never above its ceiling.
+
+    >>> _split(2, [(0, Fraction(19019, 20000), 1), (1, Fraction(1001, 20000), 2)])  # 1.001 rounded up
+    {0: 1, 1: 1}
+    """
+    floors = {k: x.numerator // x.denominator for k, x, _ in parts}
     rest = total - sum(floors.values())
-    ranked = sorted(parts, key=lambda p: (-(exact[p[0]] - floors[p[0]]), -p[2], p[0]))
+    assert 0 <= rest <= len(parts), "a pool total must lie between the floors and ceilings of its members"
+    ranked = sorted(parts, key=lambda p: (-(p[1] - floors[p[0]]), -p[2], p[0]))
     for k, _, _ in ranked[:rest]:
         floors[k] += 1
     return floors
@@ -164,7 +169,7 @@ def settle(order_id: str, currency: str, base: int, awards: Sequence[Award], pol
             pools.setdefault(a.pool, []).append(i)
     for members in pools.values():
         pool_total = apply_rate(base, sum((awards[i].rate for i in members), Fraction(0)), rounding)
-        split = _split(pool_total, [(i, awards[i].rate, awards[i].level) for i in members])
+        split = _split(pool_total, [(i, awards[i].rate * base, awards[i].level) for i in members])
         for i in members:
             amounts[i] = split[i]
     over = sum(amounts) - base
@@ -204,9 +209,6 @@ def compute(order: OrderEvent, chain_or_graph: Chain | ShareGraph, policy: Polic
     settlement = settle(order.id, order.currency, base, awards, policy.label, policy.config_hash,
                         policy.rounding)
     return settlement.rebase(refunded) if refunded else settlement
-
-
-
 
 
 def orders_by_id(events: Iterable[Event]) -> dict[str, OrderEvent]:
