@@ -236,3 +236,22 @@ def test_a_platform_statement_needs_a_period() -> None:
     with pytest.raises(InvalidStatement) as exc:
         verify_statement(Statement(()), evs, pol)
     assert exc.value.field == "period"
+
+
+def test_a_wrong_payee_on_a_partly_refunded_order_is_a_wrong_payee_not_a_refund() -> None:
+    # found by the mutation property: p2 is owed level 1 on o0; p0's level-2 line re-addressed to p2
+    # used to be called "order refunded; nothing is owed any more" because o0 had a partial refund
+    at = "2026-03-01T00:00:{:02d}+08:00"
+    events = load_events([
+        f'{{"type":"share","id":"s0","sharer":"p0","at":"{at.format(1)}"}}',
+        f'{{"type":"bind","id":"b0","user":"p2","upline":"p0","at":"{at.format(2)}"}}',
+        f'{{"type":"bind","id":"b1","user":"p5","upline":"p2","at":"{at.format(3)}"}}',
+        f'{{"type":"order","id":"o0","buyer":"p5","amount":"0.63","currency":"CNY","at":"{at.format(4)}"}}',
+        '{"type":"refund","id":"r0","order":"o0","amount":"0.04","kind":"chargeback",'
+        '"at":"2026-03-01T00:05:39+08:00"}'])
+    policy = load_policy({"kind": "linear", "rate": "3.5%", "max_depth": 5})
+    honest = build_statement(events, policy, "2026-03", tz=TZ)
+    assert [(ln.payee, ln.level, ln.amount.minor) for ln in honest.lines] == [("p0", 2, 1), ("p2", 1, 1)]
+    lines = [replace(honest.lines[0], payee="p2"), honest.lines[1]]
+    report = verify_statement(_platform(honest, lines), events, policy, period="2026-03", tz=TZ)
+    assert [(d.kind, d.line) for d in report.discrepancies] == [(Kind.WRONG_PAYEE, 1)]

@@ -257,6 +257,7 @@ class _Context:
     gross: dict[tuple[str, str], int]  # (order, payee) -> amount before refunds
     period: Period
     self_purchase: bool
+    owed: set[tuple[str, str]] = field(default_factory=set)  # (order, payee) of every expected line
 
 
 def _compare(s: StatementLine, e: StatementLine, ctx: _Context, line: int, row: int) -> Discrepancy | None:
@@ -313,7 +314,7 @@ def _unmatched(s: StatementLine, ctx: _Context, line: int, row: int) -> Discrepa
         return Discrepancy(Kind.SELF_PURCHASE, f"{s.payee!r} is the buyer of {s.order!r}; the policy pays nobody "
                            "for their own purchase", s.order, s.payee, line, row, s, None, cur, over, 0)
     refunded = ctx.refunded.get(s.order, 0)
-    if refunded and s.key() in ctx.gross:
+    if refunded and s.key() in ctx.gross and s.key() not in ctx.owed:  # the refund took the whole line away
         return Discrepancy(Kind.REFUNDED_ORDER, f"order refunded ({_money(refunded, order.currency)} of "
                            f"{order.money}); nothing is owed on it any more", s.order, s.payee, line, row, s, None,
                            cur, over, 0)
@@ -363,7 +364,7 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
         if refunded.get(sett.order) and orders[sett.order].at in per:
             for cl in sett.rebase(0).lines:
                 gross[(cl.order, cl.payee)] = cl.amount.minor
-    ctx = _Context(orders, refunded, gross, per, policy.self_purchase)
+    ctx = _Context(orders, refunded, gross, per, policy.self_purchase, {e.key() for e in expected})
 
     report = VerificationReport(
         period=per.label, policy=policy.label, config_hash=policy.config_hash, source=statement.source,
@@ -426,12 +427,14 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
     for i in sorted(leftovers):
         s = statement.lines[i]
         d = _unmatched(s, ctx, i + 1, statement.row_of(i))
-        if d.kind is Kind.EXTRA:
+        if d.kind in (Kind.EXTRA, Kind.REFUNDED_ORDER):
+            # a line owed to someone else at the same level (or of the same amount) is missing: the
+            # stated line went to the wrong payee -- more precise than "extra" or "refunded"
             cands = missing_by_order.get(s.order, [])
             j = next((k for k, e in enumerate(cands) if s.level is not None and e.level == s.level), None)
-            if j is None:
+            if j is None and d.kind is Kind.EXTRA:
                 j = next((k for k, e in enumerate(cands) if e.amount == s.amount), None)
-            if j is None and len(cands) == 1 and s.level is None:
+            if j is None and d.kind is Kind.EXTRA and len(cands) == 1 and s.level is None:
                 j = 0
             if j is not None:
                 e = cands.pop(j)
