@@ -120,6 +120,31 @@ class Chain:
                 break
         return out
 
+    def nearest_columns(self, n: int) -> tuple[list[str], list[str]]:
+        """``nearest(n)`` as two columns, payees and vias, without building :class:`Link` objects
+        (the multi-level hot path reads nothing else)."""
+        if n > 0 and self.source == "share" and not self._self:
+            g = self._g
+            idx = g._shares
+            node = self._node
+            if not idx.repeat[node]:
+                names, sid = g._people.names, idx.share_ids.names
+                parent, sharer = idx.parent, idx.sharer
+                buyer = self._buyer
+                payees: list[str] = []
+                vias: list[str] = []
+                while node >= 0:
+                    p = sharer[node]
+                    if p != buyer:
+                        payees.append(names[p])
+                        vias.append(sid[node])
+                        if len(vias) == n:
+                            break
+                    node = parent[node]
+                return payees, vias
+        links = self.nearest(n)
+        return [link.payee for link in links], [link.via for link in links]
+
     def all(self) -> list[Link]:
         """Every link, nearest first.  O(depth): policies that split a pool over the chain need it."""
         return list(self.walk())

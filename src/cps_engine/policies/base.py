@@ -363,12 +363,12 @@ class PolicyConfig(BaseModel):
         if self.distributors is None and self.eligible is None:
             plan = self._level_plan(rates)
             if plan is not None:  # every link eligible, every spec a rate: awards depend only on the depth
-                links = chain.nearest(len(rates))
-                if not links:
+                near, via_list = chain.nearest_columns(len(rates))
+                if not near:
                     return []
-                vias = tuple([link.via for link in links])
-                return [_award(links[level - 1].payee, level, rate, rule, vias[:level], None)
-                        for level, rate, rule in plan[len(links)]]
+                vias = tuple(via_list)
+                return [_award(near[level - 1], level, rate, rule, vias[:level], None)
+                        for level, rate, rule in plan[len(near)]]
         payees: list[str] = []
         levels: list[int] = []
         paid: list[Fraction] = []
