@@ -122,7 +122,9 @@ class Chain:
 
     def nearest_columns(self, n: int) -> tuple[list[str], list[str]]:
         """``nearest(n)`` as two columns, payees and vias, without building :class:`Link` objects
-        (the multi-level hot path reads nothing else)."""
+        (the multi-level hot path reads nothing else).  The loop is ``nearest``'s twin on purpose:
+        sharing it (one walker returning columns, ``nearest`` zipping them into links) measured
+        +0.6 µs on ``nearest(1)``, 1.04 -> 1.67 µs, the last-sharer hot path."""
         if n > 0 and self.source == "share" and not self._self:
             g = self._g
             idx = g._shares
