@@ -1,8 +1,9 @@
 """Events: the only input cps_engine reads.
 
-Five frozen pydantic models with a ``type`` discriminator — :class:`ShareEvent`, :class:`BindEvent`,
-:class:`OrderEvent`, :class:`RefundEvent`, :class:`PayoutEvent` — read from and written to JSON
-Lines.  Attributes carry the JSON field names (``order.share``, ``share.parent``).  Amounts are
+Six frozen pydantic models with a ``type`` discriminator — :class:`ShareEvent`, :class:`BindEvent`,
+:class:`OrderEvent`, :class:`RefundEvent`, :class:`PayoutEvent` and the optional :class:`RoleEvent`
+(what a person is in the programme: read by the compliance report only) — read from and written to
+JSON Lines.  Attributes carry the JSON field names (``order.share``, ``share.parent``).  Amounts are
 exact ``Decimal`` in major units, validated against the currency's exponent; floats are refused.
 Timestamps must carry a zone.
 
@@ -50,6 +51,7 @@ __all__ = [
     "OrderLine",
     "PayoutEvent",
     "RefundEvent",
+    "RoleEvent",
     "ShareEvent",
     "dump_events",
     "iter_events",
@@ -234,11 +236,36 @@ class PayoutEvent(_Event):
         return Money.of(self.amount, self.currency)
 
 
+class RoleEvent(_Event):
+    """From ``at`` on, ``person`` holds ``role`` in the programme, until their next role event.
+
+    ``distributor``: a member with the right to earn or recruit (signed up, qualified, or holding an
+    auto-ship subscription: ``via``); ``customer``: a buyer outside the programme (also the way to
+    record that a distributor left it).  Commissions never read roles: the engine, the batch path
+    and the share graph ignore these events; the compliance report uses them to tell a bound
+    customer from a distributor when it measures the retail ratio.
+
+    >>> parse_event({"type": "role", "id": "r1", "person": "bob", "role": "distributor",
+    ...              "via": "autoship", "at": "2026-03-01T10:00:00+08:00"}).via
+    'autoship'
+    >>> parse_event({"type": "role", "id": "r2", "person": "bob", "role": "boss",  # doctest: +ELLIPSIS
+    ...              "at": "2026-03-01T10:00:00+08:00"})
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.InvalidEvent: record 'r2', field 'role': Input should be 'distributor' or 'customer'
+    """
+
+    type: Literal["role"] = "role"
+    person: Id
+    role: Literal["distributor", "customer"]
+    via: Literal["signup", "qualification", "autoship"] | None = None
+
+
 Event: TypeAlias = Annotated[
-    ShareEvent | BindEvent | OrderEvent | RefundEvent | PayoutEvent, Field(discriminator="type")
+    ShareEvent | BindEvent | OrderEvent | RefundEvent | PayoutEvent | RoleEvent, Field(discriminator="type")
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-_TYPES = ("share", "bind", "order", "refund", "payout")
+_TYPES = ("share", "bind", "order", "refund", "payout", "role")
 
 
 def _as_invalid(exc: ValidationError, raw: Any, line: int | None) -> InvalidEvent:
