@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -41,8 +42,10 @@ from pydantic import (
     model_validator,
 )
 
-from cps_engine.errors import CpsError, DuplicateEvent, EventValidationError, InvalidEvent
-from cps_engine.money import CURRENCIES, Money, _to_decimal, parse_amount
+from cps_engine.errors import CpsError, DuplicateEvent, EventValidationError, InvalidEvent, brief
+from cps_engine.limits import MAX_ID_LENGTH, check_time
+from cps_engine.money import CURRENCIES, MAX_EVENT_MINOR, Money, _to_decimal, parse_amount
+from cps_engine.textio import iter_lines, loads_json
 
 __all__ = [
     "BindEvent",
@@ -60,7 +63,11 @@ __all__ = [
     "validate_events",
 ]
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)]
+#: free text on an event (campaign, product, category): as long as an id at most
+Text = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
+#: an event time: aware, within the supported range (cps_engine.limits)
+Time = Annotated[AwareDatetime, AfterValidator(lambda at: check_time(at, field=None))]
 
 
 def _exact(value: Any) -> Any:
@@ -73,7 +80,7 @@ def _currency(value: Any) -> Any:
     if isinstance(value, str):
         value = value.strip().upper()
         if value not in CURRENCIES:
-            raise ValueError(f"unknown currency {value!r} (expected an ISO-4217 code such as 'CNY')")
+            raise ValueError(f"unknown currency {brief(value)} (expected an ISO-4217 code such as 'CNY')")
     return value
 
 
@@ -85,7 +92,7 @@ class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     id: Id
-    at: AwareDatetime
+    at: Time
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,8 +106,8 @@ class ShareEvent(_Event):
     type: Literal["share"] = "share"
     sharer: Id
     parent: Id | None = None
-    campaign: str | None = None
-    product: str | None = None
+    campaign: Text | None = None
+    product: Text | None = None
 
 
 class BindEvent(_Event):
@@ -118,7 +125,7 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     sku: Id
-    category: str | None = None
+    category: Text | None = None
     quantity: int = Field(default=1, ge=1, le=10**9, strict=True)
     unit_price: ExactDecimal
 
@@ -145,7 +152,7 @@ class OrderEvent(_Event):
     def _check_amounts(self) -> OrderEvent:
         def minor(value: Any, field: str) -> int:
             try:
-                parsed = parse_amount(value, self.currency)
+                parsed = parse_amount(value, self.currency, limit=MAX_EVENT_MINOR)
             except CpsError as exc:
                 raise InvalidEvent(exc.message, record=self.id, field=field) from None
             if parsed < 0:
@@ -198,6 +205,14 @@ class RefundEvent(_Event):
         if self.amount is not None and self.amount <= 0:
             raise InvalidEvent("a refund amount must be positive (omit it for a full refund)",
                                record=self.id, field="amount")
+        if self.amount is not None:  # bounded now (exactly once the order's currency is known)
+            try:
+                if self.currency is not None:
+                    parse_amount(self.amount, self.currency, limit=MAX_EVENT_MINOR)
+                elif self.amount > MAX_EVENT_MINOR:
+                    raise InvalidEvent(f"amount {self.amount} is too large (limit {MAX_EVENT_MINOR} minor units)")
+            except CpsError as exc:
+                raise InvalidEvent(exc.message, record=self.id, field="amount") from None
         return self
 
     def amount_minor(self, currency: str) -> int | None:
@@ -208,7 +223,7 @@ class RefundEvent(_Event):
         if self.amount is None:
             return None
         try:
-            return parse_amount(self.amount, currency)
+            return parse_amount(self.amount, currency, limit=MAX_EVENT_MINOR)
         except CpsError as exc:
             raise InvalidEvent(exc.message, record=self.id, field="amount") from None
 
@@ -224,7 +239,7 @@ class PayoutEvent(_Event):
     @model_validator(mode="after")
     def _check_amount(self) -> PayoutEvent:
         try:
-            minor = parse_amount(self.amount, self.currency)
+            minor = parse_amount(self.amount, self.currency, limit=MAX_EVENT_MINOR)
         except CpsError as exc:
             raise InvalidEvent(exc.message, record=self.id, field="amount") from None
         if minor <= 0:
@@ -301,27 +316,19 @@ def parse_event(raw: dict[str, Any] | Event, *, line: int | None = None) -> Even
         raise exc.located(line=line) from None
 
 
-def _decode(text: str, line: int) -> dict[str, Any]:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"not valid JSON: {exc.msg}", line=line) from None
+def _decode(text: str | CpsError, line: int) -> dict[str, Any]:
+    if isinstance(text, CpsError):  # the line is not UTF-8
+        raise text
+    raw = loads_json(text, line=line, error=InvalidEvent)  # strict: no duplicate keys, bounded nesting
     if not isinstance(raw, dict):
         raise InvalidEvent("each line must be a JSON object", line=line)
     return raw
 
 
-def _lines(source: str | Path | IO[str] | Iterable[str]) -> Iterator[tuple[int, str]]:
-    if isinstance(source, (str, Path)):
-        with open(source, encoding="utf-8") as fh:
-            yield from _numbered(fh)
-    else:
-        yield from _numbered(source)
-
-
-def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
-    for n, text in enumerate(lines, start=1):
-        if text.strip():
+def _lines(source: str | Path | IO[str] | Iterable[str]) -> Iterator[tuple[int, str | CpsError]]:
+    """Non-blank lines, numbered; UTF-8 (a BOM dropped), a line that is not yields its error."""
+    for n, text in iter_lines(source, error=InvalidEvent):
+        if isinstance(text, CpsError) or text.strip():
             yield n, text
 
 

@@ -32,10 +32,11 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Final
 
-from cps_engine.errors import CurrencyMismatch, FloatRejected, InvalidMoney, InvalidRate, UnknownCurrency
+from cps_engine.errors import CurrencyMismatch, FloatRejected, InvalidMoney, InvalidRate, UnknownCurrency, brief
 
 __all__ = [
     "CURRENCIES",
+    "MAX_EVENT_MINOR",
     "MAX_MINOR",
     "Money",
     "Rounding",
@@ -59,6 +60,11 @@ CURRENCIES: Final[dict[str, int]] = {
 #: Largest absolute amount in minor units: fits a signed 64-bit column (BIGINT, int64).
 MAX_MINOR: Final[int] = 2**63 - 1
 
+#: Largest amount of one event (order, shipping, tax, unit price, refund, payout) in minor units:
+#: 10**15 (10 trillion CNY).  Events above it are refused at parse time, so a database sum over
+#: 9,223 maximal events, or millions of ordinary ones, stays below 2**63 (BIGINT).
+MAX_EVENT_MINOR: Final[int] = 10**15
+
 
 def currency_exponent(code: str) -> int:
     """Exponent of ``code``; raises :class:`UnknownCurrency` for codes not in :data:`CURRENCIES`.
@@ -69,7 +75,7 @@ def currency_exponent(code: str) -> int:
     try:
         return CURRENCIES[code]
     except (KeyError, TypeError):
-        raise UnknownCurrency(f"unknown currency {code!r} (expected an ISO-4217 code such as 'CNY')",
+        raise UnknownCurrency(f"unknown currency {brief(code)} (expected an ISO-4217 code such as 'CNY')",
                               field="currency") from None
 
 
@@ -87,19 +93,25 @@ def _to_decimal(value: object, what: str) -> Decimal:
         try:
             d = Decimal(text)
         except InvalidOperation:
-            raise InvalidMoney(f"{what} {value!r} is not a decimal number") from None
+            raise InvalidMoney(f"{what} {brief(value)} is not a decimal number") from None
     else:
         raise InvalidMoney(f"{what} must be a decimal string, Decimal or int, not {type(value).__name__}")
     if not d.is_finite():
-        raise InvalidMoney(f"{what} {value!r} is not finite")
+        raise InvalidMoney(f"{what} {brief(value)} is not finite")
     return d
 
 
-def parse_amount(value: object, currency: str) -> int:
+def parse_amount(value: object, currency: str, *, limit: int = MAX_MINOR) -> int:
     """Parse a major-unit amount (``"19.90"``, ``Decimal``, ``int``) into minor units, exactly.
+
+    ``limit`` bounds the absolute result in minor units (events use :data:`MAX_EVENT_MINOR`).
 
     >>> parse_amount("19.9", "CNY"), parse_amount("1200", "JPY"), parse_amount("1.234", "KWD")
     (1990, 1200, 1234)
+    >>> parse_amount("10000000000000.01", "CNY", limit=MAX_EVENT_MINOR)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.InvalidMoney: field 'amount': amount '10000000000000.01' is too large (limit 1000000000000000 ...
     """
     d = _to_decimal(value, "amount")  # first, so a float is refused as a float whatever the currency
     exponent = currency_exponent(currency)
@@ -113,16 +125,16 @@ def parse_amount(value: object, currency: str) -> int:
     if not stripped:
         minor = 0
     elif shift < 0:  # the last digit is not zero and sits below the minor unit
-        raise InvalidMoney(f"amount {value!r} has more decimals than {currency} allows ({exponent})",
+        raise InvalidMoney(f"amount {brief(value)} has more decimals than {currency} allows ({exponent})",
                            field="amount")
-    elif len(stripped) + shift > 19:  # 10**19 minor units or more
-        raise InvalidMoney(f"amount {value!r} is too large (limit {MAX_MINOR} minor units)", field="amount")
+    elif len(stripped) + shift > len(str(limit)):  # more digits than the limit has
+        raise InvalidMoney(f"amount {brief(value)} is too large (limit {limit} minor units)", field="amount")
     else:
         minor = int(stripped) * 10**shift
     if sign:
         minor = -minor
-    if abs(minor) > MAX_MINOR:
-        raise InvalidMoney(f"amount {value!r} is too large (limit {MAX_MINOR} minor units)", field="amount")
+    if abs(minor) > limit:
+        raise InvalidMoney(f"amount {brief(value)} is too large (limit {limit} minor units)", field="amount")
     return minor
 
 
@@ -163,10 +175,10 @@ class Money:
         """
         if not isinstance(text, str):
             _to_decimal(text, "amount")  # a float is refused as a float
-            raise InvalidMoney(f"{text!r} is not '<amount> <CURRENCY>', e.g. '5.00 CNY'")
+            raise InvalidMoney(f"{brief(text)} is not '<amount> <CURRENCY>', e.g. '5.00 CNY'")
         parts = text.split()
         if len(parts) != 2:
-            raise InvalidMoney(f"{text!r} is not '<amount> <CURRENCY>', e.g. '5.00 CNY'")
+            raise InvalidMoney(f"{brief(text)} is not '<amount> <CURRENCY>', e.g. '5.00 CNY'")
         return cls.of(parts[0], parts[1].upper())
 
     @classmethod
@@ -263,15 +275,15 @@ def _decimal_rate(d: Decimal, value: object, field: str) -> Fraction:
     """A finite decimal as a Fraction, refusing exponents that would build giant integers
     (``Fraction("1e999999999")`` computes 10**999999999)."""
     if not d.is_finite():
-        raise InvalidRate(f"rate {value!r} is not finite", field=field)
+        raise InvalidRate(f"rate {brief(value)} is not finite", field=field)
     if d and d.adjusted() > 2:  # >= 1000 (or 1000%): outside [0, 1] whatever the digits
-        raise InvalidRate(f"rate {value!r} is outside [0, 1]", field=field)
+        raise InvalidRate(f"rate {brief(value)} is outside [0, 1]", field=field)
     _, digit_tuple, exp = d.as_tuple()
     assert isinstance(exp, int)
     digits = "".join(map(str, digit_tuple))
     exp += len(digits) - len(digits.rstrip("0"))  # "0.10" has one decimal place, "1e-2000" 2000
     if digits.strip("0") and exp < -MAX_RATE_DECIMALS:
-        raise InvalidRate(f"rate {value!r} has more than {MAX_RATE_DECIMALS} decimal places", field=field)
+        raise InvalidRate(f"rate {brief(value)} has more than {MAX_RATE_DECIMALS} decimal places", field=field)
     return Fraction(d)
 
 
@@ -304,9 +316,9 @@ def parse_rate(value: Any, *, field: str = "rate") -> Fraction:
     except (ValueError, ArithmeticError) as exc:
         if isinstance(exc, InvalidRate):
             raise
-        raise InvalidRate(f"rate {value!r} is not an exact number", field=field) from None
+        raise InvalidRate(f"rate {brief(value)} is not an exact number", field=field) from None
     if not 0 <= rate <= 1:
-        raise InvalidRate(f"rate {value!r} is outside [0, 1]", field=field)
+        raise InvalidRate(f"rate {brief(value)} is outside [0, 1]", field=field)
     return rate
 
 
