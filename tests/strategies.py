@@ -219,7 +219,17 @@ def policy_configs(
         cfg["base"] = {"include_shipping": draw(st.booleans()), "include_tax": draw(st.booleans())}
     cfg["rounding"] = rounding if rounding is not None else draw(
         st.sampled_from(["down", "half_up", "half_even", "up"]))
+    if "cap" not in cfg and _over_100(cfg):  # say so explicitly (the engine scales the total to 100%)
+        cfg["allow_over_100"] = True
     return cfg
+
+
+def _over_100(cfg: dict[str, object]) -> bool:
+    """Rates that can add up to more than 100% of the base (refused unless ``allow_over_100``)."""
+    from cps_engine import load_policy
+
+    bound = load_policy({**cfg, "allow_over_100": True}).max_total_rate()
+    return bound is not None and bound[0] > 1
 
 
 def _as_fraction(text: str) -> Fraction:

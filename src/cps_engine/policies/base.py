@@ -17,7 +17,16 @@ from fractions import Fraction
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from cps_engine.errors import CpsError, CurrencyMismatch, InvalidPolicyConfig, InvalidRate
@@ -238,6 +247,9 @@ class PolicyConfig(BaseModel):
     - ``cap``: ceiling on the total rate of an order (rates scaled down proportionally above it).
     - ``self_purchase``: the buyer earns on their own order, as level 1 (自购返佣).
     - ``base``: what is commissionable; ``rounding``: the one rounding rule (default ``down``).
+    - ``allow_over_100``: accept rates that can add up to more than 100% of the base without a
+      ``cap`` (they are then scaled down to 100%); without it such a config is refused
+      (:meth:`max_total_rate`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
@@ -254,6 +266,7 @@ class PolicyConfig(BaseModel):
     self_purchase: bool = False
     base: BaseConfig = Field(default_factory=BaseConfig)
     rounding: Rounding = Rounding.DOWN
+    allow_over_100: bool = False
     #: programmatic eligibility test (not serialised, not part of the config hash)
     eligible: SkipJsonSchema[Callable[[str], bool] | None] = Field(default=None, exclude=True)
 
@@ -266,10 +279,62 @@ class PolicyConfig(BaseModel):
         except ValidationError as exc:
             raise from_validation(exc) from None
 
+    @model_validator(mode="after")
+    def _at_most_the_base(self) -> PolicyConfig:
+        """Refuse rates that can add up to more than 100% of the base, unless a ``cap`` bounds them
+        or ``allow_over_100`` says so explicitly."""
+        if self.cap is not None or self.allow_over_100:
+            return self
+        found = self.max_total_rate()
+        if found is not None and found[0] > 1:
+            total, field = found
+            raise InvalidPolicyConfig(
+                f"the rates can add up to {format_rate(total * 100)}% of the base (more than 100%); lower them, "
+                "set a cap, or set allow_over_100 = true", field=field)
+        return self
+
+    def max_total_rate(self) -> tuple[Fraction, str] | None:
+        """An upper bound of the total rate one order can pay, fixed amounts aside, and the field that
+        sets it (``None``: this policy cannot pay more than one rate of at most 100%).
+
+        The built-in bound reads ``rates`` (one spec per level) and ``self_purchase_rate`` when the
+        policy has them: per level the highest of the default and the product/category overrides,
+        plus what payee overrides can add (each payee is paid at one level at most), plus the rebate.
+        Plugins with other fields override it.
+        """
+        rates = getattr(self, "rates", None)
+        if not isinstance(rates, (list, tuple)):
+            return None
+        levels = len(rates)
+
+        def rate(spec: Any) -> Fraction:
+            return spec if isinstance(spec, Fraction) else Fraction(0)  # fixed amounts aside
+
+        blended = [self.product_rates, self.category_rates]
+        base = [max([rate(rates[i])] + [rate(_at_level(specs, i + 1)) for table in blended
+                                         for specs in table.values()]) for i in range(levels)]
+        total = sum(base, Fraction(0))
+        field = "rates"
+        if self.payee_rates:
+            gains = [[max(Fraction(0), rate(_at_level(specs, i + 1)) - base[i]) for i in range(levels)]
+                     for specs in self.payee_rates.values()]
+            by_level = sum((max(g[i] for g in gains) for i in range(levels)), Fraction(0))
+            by_payee = sum(sorted((max(g) for g in gains), reverse=True)[:levels], Fraction(0))
+            extra = min(by_level, by_payee)
+            if extra:
+                total += extra
+                field = "payee_rates"
+        rebate = getattr(self, "self_purchase_rate", None)
+        if isinstance(rebate, Fraction) and rebate:
+            total += rebate
+        return total, field
+
     # ---------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able data (rates as exact strings)."""
         data = self.model_dump(mode="json", exclude_none=True)
+        if not data.get("allow_over_100", True):  # the default stays out: config hashes do not change
+            del data["allow_over_100"]
         for name in data:  # sets dump in hash-seed order: sort them so config_hash is stable
             if isinstance(getattr(self, name, None), (set, frozenset)):
                 data[name] = sorted(data[name])

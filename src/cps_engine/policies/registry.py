@@ -15,7 +15,6 @@ cps_engine.errors.FloatRejected: field 'rate': rate 0.1 is a float; write it as 
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Annotated, Any, Union, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from cps_engine.errors import CpsError, InvalidPolicyConfig, PolicyRegistrationError
+from cps_engine.errors import CpsError, InvalidPolicyConfig, PolicyRegistrationError, brief
 from cps_engine.policies.base import PolicyConfig, from_validation
 from cps_engine.policies.capped_multilevel import CappedMultilevel
 from cps_engine.policies.compliant import Compliant
@@ -32,6 +31,7 @@ from cps_engine.policies.last_sharer import LastSharer
 from cps_engine.policies.linear import Linear
 from cps_engine.policies.position_based import PositionBased
 from cps_engine.policies.time_decay import TimeDecay
+from cps_engine.textio import check_depth, loads_json, loads_toml, read_text
 
 __all__ = ["ENTRY_POINT_GROUP", "dump_policy", "load_policy", "policy_kinds", "policy_schema", "register"]
 
@@ -93,14 +93,12 @@ def load_policy(source: str | Path | Mapping[str, Any] | PolicyConfig) -> Policy
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path, error=InvalidPolicyConfig)  # UTF-8, a BOM dropped
         except OSError as exc:
-            raise InvalidPolicyConfig(f"cannot read policy file {str(path)!r}: {exc.strerror}") from None
-        try:
-            data: Any = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidPolicyConfig(f"{path.name} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-        try:
+            raise InvalidPolicyConfig(f"cannot read policy file {brief(str(path))}: {exc.strerror}") from None
+        try:  # strict: duplicate keys and nesting beyond MAX_JSON_DEPTH refused, never a RecursionError
+            data: Any = (loads_json(text, error=InvalidPolicyConfig) if path.suffix.lower() == ".json"
+                         else loads_toml(text, error=InvalidPolicyConfig))
             return load_policy(data)
         except CpsError as exc:
             raise exc.located(record=path.name) from None
@@ -109,8 +107,9 @@ def load_policy(source: str | Path | Mapping[str, Any] | PolicyConfig) -> Policy
     kind = source.get("kind")
     kinds = policy_kinds()
     if kind not in kinds:
-        raise InvalidPolicyConfig(f"unknown policy kind {kind!r}; known: {', '.join(sorted(kinds))}",
+        raise InvalidPolicyConfig(f"unknown policy kind {brief(kind)}; known: {', '.join(sorted(kinds))}",
                                   field="kind")
+    check_depth(source, error=InvalidPolicyConfig)
     try:
         return kinds[kind].model_validate(dict(source))
     except ValidationError as exc:
