@@ -30,7 +30,7 @@ import numpy as np
 from cps_engine.batch._strings import Strings, pyarrow
 from cps_engine.engine import compute
 from cps_engine.errors import CpsError, UnknownReference
-from cps_engine.graph import ShareGraph
+from cps_engine.graph import NEVER, ShareGraph
 from cps_engine.graph.binding import to_micros
 from cps_engine.money import MAX_MINOR, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import PolicyConfig
@@ -52,7 +52,7 @@ _I64 = np.int64
 
 
 # ---------------------------------------------------------------------------- graph arrays
-_NEVER = np.iinfo(np.int64).max
+_NEVER = NEVER  # the graph's "never" (µs)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class GraphArrays:
     second: NDArray[np.int32]
     repeat: NDArray[np.bool_]
     names: NDArray[np.object_]
-    #: time (µs) from which each person takes part (first share or first bound downline); int64 max: never
+    #: time (µs) from which each person takes part (first share or first bound downline); graph.NEVER: never
     participant_since: NDArray[np.int64]
     bound: NDArray[np.bool_]
     # "is person b on the path root..node" for paths without repeats, by one binary search:
@@ -86,6 +86,7 @@ class GraphArrays:
     people_names: list[str]
     arrow_sets: dict[str, Any]
     graph: weakref.ReferenceType[ShareGraph]
+    version: int
     _people: Strings | None = None
     _binds: BindIndex | None = None
 
@@ -149,7 +150,7 @@ _CACHE: weakref.WeakKeyDictionary[ShareGraph, GraphArrays] = weakref.WeakKeyDict
 def graph_arrays(graph: ShareGraph) -> GraphArrays:
     """The cached :class:`GraphArrays` of ``graph`` (built on first use: O(shares + people))."""
     hit = _CACHE.get(graph)
-    if hit is not None and len(hit.names) == graph.n_people:
+    if hit is not None and hit.version == graph.version:
         return hit
     idx = graph.index
     n_people = graph.n_people
@@ -160,14 +161,8 @@ def graph_arrays(graph: ShareGraph) -> GraphArrays:
     if len(ptr) > 1:
         k = min(len(ptr) - 1, n_people)
         counts[:k] = np.diff(ptr)[:k]
-    since = np.where(counts > 0, np.iinfo(_I64).min, _NEVER).astype(_I64)  # shares without times: always
-    for person, us in graph._first_share_us().items():
-        if 0 <= person < n_people:
-            since[person] = us
+    since = graph.participant_since()  # shares without times count from the beginning
     store = graph._bindings
-    for person, us in store._first_down.items():
-        if 0 <= person < n_people and us < since[person]:
-            since[person] = us
     bound = np.zeros(n_people, dtype=bool)
     bound[[u for u in store.users() if 0 <= u < n_people]] = True
     tin, tout, sharer = idx.np("tin"), idx.np("tout"), idx.np("sharer")
@@ -186,7 +181,7 @@ def graph_arrays(graph: ShareGraph) -> GraphArrays:
         path_key=key, path_max=reach, path_owner=owner, tin=tin, tout=tout, solo=solo, many=counts > 1,
         span=span,
         share_ids=idx.share_ids.ids, share_names=idx.share_ids.names, people_ids=graph._people.ids,
-        people_names=graph.people, arrow_sets={}, graph=weakref.ref(graph),
+        people_names=graph.people, arrow_sets={}, graph=weakref.ref(graph), version=graph.version,
     )
     _CACHE[graph] = arrays
     return arrays

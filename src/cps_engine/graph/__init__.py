@@ -14,15 +14,16 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
 
 import networkx as nx
+import numpy as np
 
-from cps_engine.errors import CpsError, DuplicateEvent, UnknownReference
+from cps_engine.errors import CpsError, DuplicateEvent, SelfReferralError, UnknownReference
 from cps_engine.graph.binding import (
     BindingConfig,
     BindingMode,
@@ -31,29 +32,209 @@ from cps_engine.graph.binding import (
     to_micros,
 )
 from cps_engine.graph.chains import Chain, Link
-from cps_engine.graph.index import Interner, ShareIndex
+from cps_engine.graph.index import NO_TIME, Interner, ShareIndex
 from cps_engine.models import BindEvent, Event, OrderEvent, ShareEvent
 
-_MISSING: Any = object()
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
-__all__ = ["BindingConfig", "BindingMode", "BindingRecord", "Chain", "Link", "ShareGraph", "to_micros"]
+__all__ = ["NEVER", "BindingConfig", "BindingMode", "BindingRecord", "Chain", "Link", "ShareGraph", "to_micros"]
+
+#: "never" as µs: later than any time an event can carry
+NEVER: Final = 2**62
+_NEVER: Final = NEVER
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).isoformat()
 
 
 class ShareGraph:
-    """Share forest plus binding history over interned people; answers ``chain_for(order)``."""
+    """Share forest plus binding history over interned people; answers ``chain_for(order)``.
 
-    def __init__(self, people: Interner, shares: ShareIndex, bindings: BindingStore,
-                 share_events: dict[str, ShareEvent] | None = None) -> None:
-        self._people = people
-        self._shares = shares
-        self._bindings = bindings
-        self._share_events = share_events or {}
+    One appendable structure serves a backend recording events one at a time (:meth:`add_share`,
+    :meth:`add_bind`: amortised O(1) per share, O(log) per bind in time order), the ledger, and the
+    batch kernels (whose arrays are built lazily from it).  :meth:`from_events` and
+    :meth:`from_columns` are the bulk forms of the same structure.
+
+    >>> from cps_engine.models import parse_event
+    >>> g = ShareGraph()
+    >>> g.add_share(parse_event({"type": "share", "id": "s1", "sharer": "amy", "at": "2026-03-01T10:00:00Z"}))
+    0
+    >>> g.add_share(parse_event({"type": "share", "id": "s2", "sharer": "bob", "parent": "s1",
+    ...                          "at": "2026-03-01T11:00:00Z"}))
+    1
+    >>> o = parse_event({"type": "order", "id": "o1", "buyer": "cat", "share": "s2", "amount": "100.00",
+    ...                  "currency": "CNY", "at": "2026-03-01T12:00:00Z"})
+    >>> [link.payee for link in g.chain_for(o).walk()], g.version
+    (['bob', 'amy'], 2)
+    """
+
+    def __init__(self, binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS, *,
+                 people: Interner | None = None, shares: ShareIndex | None = None) -> None:
+        config = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
+        self._people = people if people is not None else Interner()
+        self._shares = shares if shares is not None else ShareIndex()
+        self._bindings = BindingStore(config)
         self._tops: dict[tuple[int, int], tuple[Link | None, int]] = {}
-        self._bind_times: dict[str, datetime] = {}
-        self._share_times: dict[str, datetime] = {k: v.at for k, v in self._share_events.items()}
-        self._first_share: dict[int, int] | None = None
+        self._bind_us: dict[str, int] = {}
+        #: every bind offered, in (time, id) order: (µs, id, user, upline, registration, at)
+        self._bind_log: list[tuple[int, str, int, int, bool, datetime]] = []
+        self._refused: dict[str, CpsError] = {}
+        self._first_share: dict[int, int] = {}
+        #: grows with every share or bind added: caches of derived arrays compare it
+        self.version = 0
+        if len(self._shares):
+            sharer, at = self._shares.np("sharer"), self._shares.at_us
+            first = self._first_share
+            for person, us in zip(sharer.tolist(), at.tolist(), strict=True):
+                if us < first.get(person, _NEVER):
+                    first[person] = us
 
-    # ------------------------------------------------------------------ building
+    @property
+    def binding(self) -> BindingConfig:
+        return self._bindings.config
+
+    # ------------------------------------------------------------------ growing
+    def add_share(self, ev: ShareEvent) -> int:
+        """Append one share and return its index (the same index again for a repeat delivery).
+
+        Raises :class:`UnknownReference` when its parent is not in the graph (yet) or the share is
+        dated before its parent, :class:`SelfReferralError` for a share re-shared from itself and
+        :class:`DuplicateEvent` for a known share id with another sharer, parent or time.  Nothing is
+        changed when it raises.  A share cycle can never be appended: each share needs its parent first.
+        """
+        node, parent = self.check_share(ev)
+        if node >= 0:
+            return node
+        idx = self._shares
+        t = to_micros(ev.at)
+        person = self._people.add(ev.sharer)
+        node = idx.append(ev.id, person, parent, t)
+        if t < self._first_share.get(person, _NEVER):
+            self._first_share[person] = t
+        self.version += 1
+        return node
+
+    def check_share(self, ev: ShareEvent) -> tuple[int, int]:
+        """What :meth:`add_share` would do, without changing anything: ``(node, parent)`` where
+        ``node`` is the share's index when it is already known (a repeat delivery) or -1, and
+        ``parent`` its parent's index (-1 for a root share).  Raises as :meth:`add_share` does."""
+        idx = self._shares
+        t = to_micros(ev.at)
+        node = idx.share_ids.get(ev.id)
+        if node >= 0:
+            par = idx.parent[node]
+            same = (self._people.names[idx.sharer[node]] == ev.sharer and idx.at_us[node] in (t, NO_TIME)
+                    and (idx.share_ids.names[par] if par >= 0 else None) == ev.parent)
+            if not same:
+                raise DuplicateEvent("share id used twice with different payloads", record=ev.id, field="id")
+            return node, par
+        parent = -1
+        if ev.parent is not None:
+            if ev.parent == ev.id:
+                raise SelfReferralError("a share cannot be re-shared from itself", record=ev.id, field="parent")
+            parent = idx.share_ids.get(ev.parent)
+            if parent < 0:
+                raise UnknownReference(f"parent share {ev.parent!r} is not a known share", record=ev.id,
+                                       field="parent")
+            pt = idx.at_us[parent]
+            if pt != NO_TIME and t < pt:
+                raise UnknownReference("re-shared before its parent share existed "
+                                       f"({ev.at.isoformat()} < {_iso(pt)})", record=ev.id, field="at")
+        return -1, parent
+
+    def add_bind(self, ev: BindEvent) -> BindingRecord:
+        """Apply one bind under the graph's binding mode and return its history record (``accepted``
+        or ``ignored``).  In time order this is one append; a bind dated before binds already offered
+        replays only the binds of the users it can affect (its user and the users of every later bind,
+        refused ones included), so the result equals delivery in time order.
+
+        Raises :class:`CycleError` (it would close a loop of uplines at its time) or
+        :class:`SelfReferralError`; a refused bind changes no chain.  A repeat delivery of a known
+        bind id returns its record (or raises its refusal) again.
+        """
+        t = to_micros(ev.at)
+        if ev.id in self._bind_us:
+            return self._known_bind(ev)
+        if ev.user == ev.upline:
+            raise SelfReferralError("a user cannot be bound to themselves", record=ev.id, field="upline")
+        people = self._people
+        entry = (t, ev.id, people.add(ev.user), people.add(ev.upline), ev.registration, ev.at)
+        log = self._bind_log
+        self._bind_us[ev.id] = t
+        self.version += 1
+        if log and entry[:2] < log[-1][:2]:
+            return self._replay_late(entry)
+        store = self._bindings
+        changes = store.changes
+        shifted = bool(changes) and t < changes[-1]
+        log.append(entry)
+        try:
+            rec = store.add(entry[2], entry[3], t, ev.at, ev.id, ev.registration, people.names)
+        except CpsError as exc:
+            self._refused[ev.id] = exc
+            raise
+        if shifted:  # a change inserted before later ones renumbers the epochs
+            self._tops.clear()
+        return rec
+
+    def _known_bind(self, ev: BindEvent) -> BindingRecord:
+        refused = self._refused.get(ev.id)
+        if refused is not None:
+            raise refused
+        for rec in self.binding_history(ev.user):
+            if rec.bind_id == ev.id:
+                return rec
+        raise DuplicateEvent("bind id used twice with different payloads", record=ev.id, field="id")
+
+    def _replay_late(self, entry: tuple[int, str, int, int, bool, datetime]) -> BindingRecord:
+        """Insert a bind dated before others: reset the users whose history it can change (its own user
+        and the user of every later bind) and replay their binds in time order."""
+        log = self._bind_log
+        insort(log, entry, key=lambda e: e[:2])
+        pos = bisect_right(log, entry[:2], key=lambda e: e[:2])
+        users = {e[2] for e in log[pos - 1:]}
+        store = self._bindings
+        store.reset(users)
+        names = self._people.names
+        rec: BindingRecord | None = None
+        for e in log:
+            if e[2] not in users:
+                continue
+            try:
+                r = store.add(e[2], e[3], e[0], e[5], e[1], e[4], names)
+            except CpsError as exc:
+                self._refused[e[1]] = exc
+                continue
+            self._refused.pop(e[1], None)
+            if e is entry:
+                rec = r
+        store.rebuild_changes()
+        self._tops.clear()
+        if rec is None:
+            raise self._refused[entry[1]]
+        return rec
+
+    @property
+    def refused_binds(self) -> dict[str, str]:
+        """Binds the graph refuses as things stand (bind id -> reason): a late bind can make a later
+        one a cycle, or free one that was refused."""
+        return {bid: str(exc) for bid, exc in self._refused.items()}
+
+    def participant_since(self) -> NDArray[np.int64]:
+        """Per person id, the earliest time (µs) they took part in the programme (first share, or first
+        accepted downline); :data:`NEVER` for people who never did.  What the batch kernels read."""
+        since = np.full(len(self._people), _NEVER, dtype=np.int64)
+        for person, us in self._first_share.items():
+            since[person] = us
+        for person, us in self._bindings.first_downlines().items():
+            if us < since[person]:
+                since[person] = us
+        return since
+
+    # ------------------------------------------------------------------ building in bulk
     @classmethod
     def from_events(
         cls,
@@ -68,8 +249,6 @@ class ShareGraph:
         the ``binding`` mode.  A bad share or bind raises a typed error naming it; with
         ``on_error`` each error is passed to it instead and the record is left out.
         """
-        config = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
-
         def fail(exc: CpsError) -> None:
             if on_error is None:
                 raise exc
@@ -91,18 +270,16 @@ class ShareGraph:
                     binds[ev.id] = ev
                 elif seen_bind != ev:
                     fail(DuplicateEvent("bind id used twice with different payloads", record=ev.id, field="id"))
-        index = cls._build_shares(shares, people, fail)
-        store = BindingStore(config)
-        for b in sorted(binds.values(), key=lambda e: (to_micros(e.at), e.id)):
+        graph = cls(binding, people=people, shares=cls._build_shares(shares, people, fail))
+        graph._add_binds(sorted(binds.values(), key=lambda e: (to_micros(e.at), e.id)), fail)
+        return graph
+
+    def _add_binds(self, binds: Iterable[BindEvent], fail: Callable[[CpsError], None]) -> None:
+        for b in binds:  # in time order: each is an append
             try:
-                store.add(people.add(b.user), people.add(b.upline), to_micros(b.at), b.at, b.id,
-                          b.registration, people.names)
+                self.add_bind(b)
             except CpsError as exc:
                 fail(exc)
-        store.finish()
-        graph = cls(people, index, store, shares)
-        graph._bind_times = {b.id: b.at for b in binds.values()}
-        return graph
 
     @classmethod
     def from_columns(
@@ -122,7 +299,6 @@ class ShareGraph:
         >>> g.n_shares, g.n_people
         (2, 2)
         """
-        config = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
         if not (len(share_ids) == len(sharers) == len(parents)):
             raise ValueError("share_ids, sharers and parents must have the same length")
         people = Interner()
@@ -130,18 +306,13 @@ class ShareGraph:
         if len(set(share_ids)) != len(share_ids):
             dup = next(s for s, c in Counter(share_ids).items() if c > 1)
             raise DuplicateEvent("share id used twice", record=dup, field="id")
-        index = ShareIndex.build(share_ids, pid, parents)
-        store = BindingStore(config)
-        bind_list = sorted(binds, key=lambda e: (to_micros(e.at), e.id))
-        for b in bind_list:
-            store.add(people.add(b.user), people.add(b.upline), to_micros(b.at), b.at, b.id,
-                      b.registration, people.names)
-        store.finish()
-        graph = cls(people, index, store)
-        graph._bind_times = {b.id: b.at for b in bind_list}
-        if times is not None:  # only the time-decay policy reads share times
-            graph._share_times = dict(zip(share_ids, times, strict=True))
-            graph._first_share = None
+        at_us = None if times is None else [to_micros(t) for t in times]
+        graph = cls(binding, people=people, shares=ShareIndex.build(share_ids, pid, parents, at_us))
+
+        def fail(exc: CpsError) -> None:
+            raise exc
+
+        graph._add_binds(sorted(binds, key=lambda e: (to_micros(e.at), e.id)), fail)
         return graph
 
     @staticmethod
@@ -156,7 +327,7 @@ class ShareGraph:
                                                f"({s.at.isoformat()} < {shares[s.parent].at.isoformat()})",
                                                record=s.id, field="at")
                 return ShareIndex.build(ids, [people.add(shares[i].sharer) for i in ids],
-                                        [shares[i].parent for i in ids])
+                                        [shares[i].parent for i in ids], [to_micros(shares[i].at) for i in ids])
             except CpsError as exc:
                 fail(exc)  # raises unless collecting; then drop the record and its subtree
                 bad = exc.record
@@ -229,38 +400,25 @@ class ShareGraph:
         return tops[key]
 
     def _link_time(self, chain: Chain, link: Link) -> datetime:
-        if chain.source == "share" and link.via in self._share_times:
-            return self._share_times[link.via]
-        if chain.source == "binding":
-            return self._bind_times[link.via]
-        raise UnknownReference("no time for this link", record=link.via)
+        us = NO_TIME
+        if chain.source == "share":
+            node = self._shares.share_ids.get(link.via)
+            us = self._shares.at_us[node] if node >= 0 else NO_TIME
+        elif chain.source == "binding":
+            us = self._bind_us.get(link.via, NO_TIME)
+        if us == NO_TIME:
+            raise UnknownReference("no time for this link", record=link.via)
+        return _EPOCH + timedelta(microseconds=us)
 
     def is_participant_id(self, person: int, t: int | None = None) -> bool:
-        """Whether ``person`` has shared or has a bound downline: ever, or by time ``t`` (µs)."""
+        """Whether ``person`` has shared or has a bound downline: ever, or by time ``t`` (µs).  Shares
+        without a known time (built from columns without times) count from the beginning."""
         if person < 0:
             return False
         if self._bindings.has_downline(person, t):
             return True
-        ptr = self._shares.person_ptr
-        if not (person + 1 < len(ptr) and ptr[person + 1] > ptr[person]):
-            return False
-        if t is None:
-            return True
-        first = self._first_share_us().get(person)
-        return first is None or first <= t  # no share times known (from_columns): count the share
-
-    def _first_share_us(self) -> dict[int, int]:
-        if self._first_share is None:
-            first: dict[int, int] = {}
-            lookup, sharer = self._shares.share_ids.get, self._shares.sharer
-            for sid, at in self._share_times.items():
-                node = lookup(sid)
-                if node >= 0:
-                    person, us = sharer[node], to_micros(at)
-                    if us < first.get(person, us + 1):
-                        first[person] = us
-            self._first_share = first
-        return self._first_share
+        first = self._first_share.get(person)
+        return first is not None and (t is None or first <= t)
 
     def is_participant(self, name: str, at: datetime | None = None) -> bool:
         """Whether ``name`` has shared anything or has a bound downline (by ``at``, if given)."""
@@ -286,9 +444,6 @@ class ShareGraph:
 
     def person_id(self, name: str) -> int:
         return self._people.get(name)
-
-    def share_event(self, share_id: str) -> ShareEvent:
-        return self._share_events[share_id]
 
     def upline_at(self, user: str, at: datetime) -> str | None:
         """The upline ``user`` was bound to at ``at`` (None: unbound)."""

@@ -16,7 +16,7 @@ cycle at its time is refused with :class:`CycleError`.
 from __future__ import annotations
 
 import enum
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -159,10 +159,11 @@ class BindingStore:
         ends.append(end)
         self._ups.setdefault(user, []).append(upline)
         self._ids.setdefault(user, []).append(bind_id)
-        self._first_down.setdefault(upline, t)  # binds arrive in time order: the first is the earliest
-        self.changes.append(t)
+        if t < self._first_down.get(upline, FOREVER):
+            self._first_down[upline] = t
+        insort(self.changes, t)  # at the end for a bind later than every change: O(log n)
         if end != FOREVER:
-            self.changes.append(end)
+            insort(self.changes, end)
         rec = BindingRecord(bind_id, uname, upname, at, "accepted",
                             until=_EPOCH + end * _US if end != FOREVER else None)
         records.append(rec)
@@ -173,8 +174,29 @@ class BindingStore:
         first = self._first_down.get(user)
         return first is not None and (t is None or first <= t)
 
-    def finish(self) -> None:
-        self.changes.sort()
+    def first_downlines(self) -> dict[int, int]:
+        """Per upline, the time (µs) of its first accepted downline."""
+        return dict(self._first_down)
+
+    def reset(self, users: set[int]) -> None:
+        """Forget the history of ``users`` (a late bind replays it); call :meth:`rebuild_changes` after."""
+        for col in (self._starts, self._ends, self._ups, self._ids, self._records):
+            for u in users:
+                col.pop(u, None)
+
+    def rebuild_changes(self) -> None:
+        """Recompute the change times and first-downline times from the intervals held."""
+        changes: list[int] = []
+        first: dict[int, int] = {}
+        for u, starts in self._starts.items():
+            changes += starts
+            changes += [e for e in self._ends[u] if e != FOREVER]
+            for s, up in zip(starts, self._ups[u], strict=True):
+                if s < first.get(up, FOREVER):
+                    first[up] = s
+        changes.sort()
+        self.changes = changes
+        self._first_down = first
 
     def history(self, user: int) -> list[BindingRecord]:
         return list(self._records.get(user, ()))

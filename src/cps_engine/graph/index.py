@@ -1,17 +1,31 @@
-"""The compact share index: integer ids and flat arrays for the hot path.
+"""The compact share index: integer ids and flat arrays, appendable one share at a time.
 
 Each share gets an integer index; ``parent``, ``sharer``, ``depth``, ``root`` (the share at depth 0
-of its tree), ``second`` (the share at depth 1 on its path, or -1) and ``repeat`` (some person
-appears twice on the path root..share) are ``array('i')``/``bytearray`` columns, 4 bytes or less
-per share.  They answer "who is the first / last / n-th sharer" in O(1) or O(n), never O(depth),
-and are exposed as numpy views for the vectorised batch engine.
+of its tree), ``second`` (the share at depth 1 on its path, or -1), ``jump`` (a skew-binary jump
+pointer), ``at_us`` (the share's time, or :data:`NO_TIME`) and ``repeat`` (some person appears twice on
+the path root..share) are ``array`` columns of 8 bytes or less per share.  Every column of a new share
+is known from its parent alone, so :meth:`ShareIndex.append` is O(1) amortised, except ``repeat``,
+which asks whether the new sharer already shared an ancestor: O(log depth) per earlier share of that
+person *in the same tree* (jump pointers answer "the ancestor at depth d" in O(log depth)).
+
+Columns that only the vectorised batch engine reads (an Euler tour ``tin``/``tout`` and the shares of
+each person in preorder, ``person_ptr``/``person_shares``) are built lazily, on first read after the
+last append, so the online path never pays for them.
+
+>>> idx = ShareIndex()
+>>> idx.append("s1", 0, -1), idx.append("s2", 1, 0), idx.append("s3", 0, 1)
+(0, 1, 2)
+>>> list(idx.depth), list(idx.root), list(idx.second), bytes(idx.repeat)
+([0, 1, 2], [0, 0, 0], [-1, 1, 1], b'\\x00\\x00\\x01')
+>>> idx.ancestor_at(2, 0), idx.on_path(1, 2), idx.on_path(1, 0)
+(0, True, False)
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -20,7 +34,10 @@ from cps_engine.errors import CycleError, SelfReferralError, UnknownReference
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["Interner", "ShareIndex"]
+__all__ = ["NO_TIME", "Interner", "ShareIndex"]
+
+#: ``at_us`` of a share whose time is not known (built from columns without times)
+NO_TIME: Final = -(2**62)
 
 
 class Interner:
@@ -52,34 +69,97 @@ class Interner:
         return len(self.names)
 
 
+class _Derived:
+    """The lazily built batch columns, valid for the first ``n`` shares."""
+
+    __slots__ = ("n", "person_ptr", "person_shares", "tin", "tout")
+
+    def __init__(self, n: int, tin: array[int], tout: array[int], ptr: array[int], shares: array[int]) -> None:
+        self.n, self.tin, self.tout, self.person_ptr, self.person_shares = n, tin, tout, ptr, shares
+
+
+def _col(a: NDArray[np.int64]) -> array[int]:
+    return array("i", a.astype(np.int32).tobytes())
+
+
 class ShareIndex:
-    """Share forest over integer ids.  Build with :meth:`build`; read the arrays directly."""
+    """Share forest over integer ids: grow it with :meth:`append` (or :meth:`build` in bulk) and read
+    the arrays directly."""
 
     __slots__ = (
+        "_derived",
+        "_multi",
+        "at_us",
         "depth",
+        "jump",
         "parent",
-        "person_ptr",
-        "person_shares",
+        "person_first",
         "repeat",
         "root",
         "second",
         "share_ids",
         "sharer",
-        "tin",
-        "tout",
     )
 
-    share_ids: Interner
-    parent: array[int]
-    sharer: array[int]
-    depth: array[int]
-    root: array[int]
-    second: array[int]
-    repeat: bytearray
-    tin: array[int]
-    tout: array[int]
-    person_ptr: array[int]
-    person_shares: array[int]
+    def __init__(self) -> None:
+        self.share_ids = Interner()
+        self.parent: array[int] = array("i")
+        self.sharer: array[int] = array("i")
+        self.depth: array[int] = array("i")
+        self.root: array[int] = array("i")
+        self.second: array[int] = array("i")
+        self.jump: array[int] = array("i")
+        self.at_us: array[int] = array("q")
+        self.repeat = bytearray()
+        #: one share of each person (index = person id), -1 for people without shares
+        self.person_first: array[int] = array("i")
+        #: the shares of each person who shared more than once, grouped by root share
+        self._multi: dict[int, dict[int, list[int]]] = {}
+        self._derived: _Derived | None = None
+
+    # ------------------------------------------------------------------ growing
+    def append(self, share_id: str, sharer: int, parent: int, at_us: int = NO_TIME) -> int:
+        """Add one share (``parent`` is a share index or -1) and return its index.  O(1) amortised.
+
+        The caller checks that ``share_id`` is new and ``parent`` exists (``ShareGraph.add_share``).
+        """
+        n = len(self.parent)
+        ids = self.share_ids
+        ids.ids[share_id] = n
+        ids.names.append(share_id)
+        if parent < 0:
+            depth, root, second, jump, rep = 0, n, -1, n, 0
+        else:
+            dep, jmp = self.depth, self.jump
+            depth = dep[parent] + 1
+            root = self.root[parent]
+            second = n if depth == 1 else self.second[parent]
+            j = jmp[parent]
+            jump = jmp[j] if dep[parent] - dep[j] == dep[j] - dep[jmp[j]] else parent
+            rep = 1 if self.repeat[parent] or self.on_path(sharer, parent) else 0
+        self.parent.append(parent)
+        self.sharer.append(sharer)
+        self.depth.append(depth)
+        self.root.append(root)
+        self.second.append(second)
+        self.jump.append(jump)
+        self.at_us.append(at_us)
+        self.repeat.append(rep)
+        self._index_person(sharer, n, root)
+        return n
+
+    def _index_person(self, person: int, node: int, root: int) -> None:
+        first = self.person_first
+        if person >= len(first):
+            first.extend([-1] * (person + 1 - len(first)))
+        prev = first[person]
+        if prev < 0:
+            first[person] = node
+            return
+        groups = self._multi.get(person)
+        if groups is None:
+            groups = self._multi[person] = {self.root[prev]: [prev]}
+        groups.setdefault(root, []).append(node)
 
     @classmethod
     def build(
@@ -87,68 +167,94 @@ class ShareIndex:
         share_ids: Sequence[str],
         sharers: Sequence[int],
         parents: Sequence[str | None],
+        at_us: Sequence[int] | None = None,
     ) -> ShareIndex:
-        """Build from columns: share id, sharer (person index), parent share id (or None).
+        """Build from columns in bulk (vectorised): share id, sharer (person index), parent share id
+        (or None), and optionally each share's time in µs.  The result is the same as appending the
+        shares one by one, parents first.
 
         Raises :class:`UnknownReference` for an unknown parent, :class:`SelfReferralError` for a
         share re-shared from itself and :class:`CycleError` for a loop of shares.
         """
         self = cls()
-        ids = self.share_ids = Interner()
+        ids = self.share_ids
         lookup = ids.ids = {sid: i for i, sid in enumerate(share_ids)}  # (dict(zip(...)) over-allocates)
         n = len(lookup)
         if n != len(share_ids):
             raise ValueError("share ids must be unique; deduplicate before building the index")
         ids.names = list(share_ids)
-        if len(parents) == n:
-            # one pass of dict lookups, then vectorised checks; the first bad share in order is reported
-            get = lookup.get
-            parent = np.array([-1 if p is None else get(p, -2) for p in parents], dtype=np.int64)
-            bad = np.flatnonzero((parent == -2) | (parent == np.arange(n)))
-            if bad.size:
-                i = int(bad[0])
-                if parent[i] == -2:
-                    raise UnknownReference(f"parent share {parents[i]!r} is not a known share",
-                                           record=share_ids[i], field="parent")
-                raise SelfReferralError("a share cannot be re-shared from itself",
-                                        record=share_ids[i], field="parent")
-        else:
-            parent = np.full(n, -1, dtype=np.int64)
-            for i, p in enumerate(parents):
-                if p is not None:
-                    j = lookup.get(p)
-                    if j is None:
-                        raise UnknownReference(f"parent share {p!r} is not a known share",
-                                               record=share_ids[i], field="parent")
-                    if j == i:
-                        raise SelfReferralError("a share cannot be re-shared from itself",
-                                                record=share_ids[i], field="parent")
-                    parent[i] = j
+        get = lookup.get
+        parent = np.array([-1 if p is None else get(p, -2) for p in parents], dtype=np.int64)
+        if len(parent) != n:
+            raise ValueError("share_ids and parents must have the same length")
+        bad = np.flatnonzero((parent == -2) | (parent == np.arange(n)))
+        if bad.size:
+            i = int(bad[0])
+            if parent[i] == -2:
+                raise UnknownReference(f"parent share {parents[i]!r} is not a known share",
+                                       record=share_ids[i], field="parent")
+            raise SelfReferralError("a share cannot be re-shared from itself", record=share_ids[i], field="parent")
         sharer = np.asarray(sharers, dtype=np.int64)
         depth, root, second = _forest(parent, share_ids)
         tin, tout = _euler(parent, depth)
-        # shares of each person (CSR), sorted by preorder so ancestors come before descendants
         n_people = int(sharer.max()) + 1 if n else 0
-        by_person = np.lexsort((tin, sharer)) if n else np.zeros(0, dtype=np.int64)
-        ptr = np.zeros(n_people + 1, dtype=np.int64)
-        np.cumsum(np.bincount(sharer, minlength=n_people), out=ptr[1:])
+        ptr, by_person = _person_csr(sharer, tin, n_people)
         repeat = _repeats(parent, sharer, tin, tout, ptr, by_person)
-
-        def col(a: NDArray[np.int64]) -> array[int]:
-            return array("i", a.astype(np.int32).tobytes())
-
-        self.parent, self.sharer, self.depth = col(parent), col(sharer), col(depth)
-        self.root, self.second, self.tin, self.tout = col(root), col(second), col(tin), col(tout)
-        self.person_ptr, self.person_shares = col(ptr), col(by_person)
+        self.parent, self.sharer, self.depth = _col(parent), _col(sharer), _col(depth)
+        self.root, self.second, self.jump = _col(root), _col(second), _col(_jumps(parent, depth))
+        self.at_us = array("q", np.asarray(at_us if at_us is not None else np.full(n, NO_TIME), dtype=np.int64)
+                           .tobytes())
+        if len(self.at_us) != n:
+            raise ValueError("at_us must have one time per share")
         self.repeat = bytearray(repeat.astype(np.uint8).tobytes())
+        first = np.full(n_people, -1, dtype=np.int64)
+        first[sharer[::-1]] = np.arange(n - 1, -1, -1)  # each person's first share by index
+        self.person_first = _col(first)
+        counts = np.diff(ptr)
+        for person in np.flatnonzero(counts > 1).tolist():
+            groups: dict[int, list[int]] = {}
+            for s in sorted(by_person[ptr[person]:ptr[person + 1]].tolist()):
+                groups.setdefault(int(root[s]), []).append(s)
+            self._multi[person] = groups
+        self._derived = _Derived(n, _col(tin), _col(tout), _col(ptr), _col(by_person))
         return self
 
+    # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
         return len(self.parent)
 
-    def np(self, name: str) -> NDArray[np.int32]:
-        """Zero-copy numpy view of one int column (``parent``, ``sharer``, ``depth``, ...)."""
-        return np.frombuffer(getattr(self, name), dtype=np.int32)
+    def ancestor_at(self, node: int, depth: int) -> int:
+        """The ancestor of ``node`` at ``depth`` (``node`` itself at its own depth).  O(log depth).
+
+        >>> idx = ShareIndex()
+        >>> for i in range(100):
+        ...     _ = idx.append(f"s{i}", i, i - 1)
+        >>> idx.ancestor_at(99, 0), idx.ancestor_at(99, 37), idx.ancestor_at(5, 5)
+        (0, 37, 5)
+        """
+        dep, jmp, parent = self.depth, self.jump, self.parent
+        if not 0 <= depth <= dep[node]:
+            raise ValueError(f"depth {depth} is not on the path of share {node} (depth {dep[node]})")
+        while dep[node] > depth:
+            j = jmp[node]
+            node = j if dep[j] >= depth else parent[node]
+        return node
+
+    def is_ancestor(self, a: int, node: int) -> bool:
+        """Whether share ``a`` is ``node`` or one of its ancestors.  O(log depth)."""
+        d = self.depth[a]
+        return self.root[a] == self.root[node] and d <= self.depth[node] and self.ancestor_at(node, d) == a
+
+    def on_path(self, person: int, node: int) -> bool:
+        """Whether ``person`` shared ``node`` or one of its ancestors.  O(log depth) per share of that
+        person in the same tree."""
+        first = self.person_first
+        if person < 0 or person >= len(first) or first[person] < 0:
+            return False
+        groups = self._multi.get(person)
+        if groups is None:
+            return self.is_ancestor(first[person], node)
+        return any(self.is_ancestor(s, node) for s in groups.get(self.root[node], ()))
 
     def path(self, node: int) -> list[int]:
         """Shares from ``node`` up to its root (nearest first).  O(depth): not for the hot path."""
@@ -159,28 +265,95 @@ class ShareIndex:
             node = parent[node]
         return out
 
-    def on_path(self, person: int, node: int) -> bool:
-        """Whether ``person`` shared ``node`` or one of its ancestors.  O(shares of person)."""
-        ptr = self.person_ptr
-        if person < 0 or person + 1 >= len(ptr):
-            return False
-        t = self.tin[node]
-        tin, tout, mine = self.tin, self.tout, self.person_shares
-        for k in range(ptr[person], ptr[person + 1]):
-            s = mine[k]
-            if tin[s] > t:
-                break
-            if t <= tout[s]:
-                return True
-        return False
+    def time_known(self, node: int) -> bool:
+        return self.at_us[node] != NO_TIME
+
+    # ------------------------------------------------------------------ batch columns (lazy)
+    def _batch(self) -> _Derived:
+        d = self._derived
+        n = len(self.parent)
+        if d is None or d.n != n:
+            parent, sharer = self.np("parent").astype(np.int64), self.np("sharer").astype(np.int64)
+            depth = self.np("depth").astype(np.int64)
+            tin, tout = _euler(parent, depth)
+            ptr, by_person = _person_csr(sharer, tin, len(self.person_first))
+            d = self._derived = _Derived(n, _col(tin), _col(tout), _col(ptr), _col(by_person))
+        return d
+
+    @property
+    def tin(self) -> array[int]:
+        """Preorder entry time of each share (built on first read after an append)."""
+        return self._batch().tin
+
+    @property
+    def tout(self) -> array[int]:
+        """Last preorder time in each share's subtree."""
+        return self._batch().tout
+
+    @property
+    def person_ptr(self) -> array[int]:
+        """CSR offsets into :attr:`person_shares` by person id."""
+        return self._batch().person_ptr
+
+    @property
+    def person_shares(self) -> array[int]:
+        """Each person's shares in preorder (ancestors before descendants)."""
+        return self._batch().person_shares
+
+    def np(self, name: str) -> NDArray[np.int32]:
+        """Zero-copy numpy view of one int32 column (``parent``, ``sharer``, ``depth``, ``tin``, ...)."""
+        return np.frombuffer(getattr(self, name), dtype=np.int32)
 
     def nbytes(self) -> int:
         """Bytes held by the array columns (not counting the id dictionary)."""
-        cols = (self.parent, self.sharer, self.depth, self.root, self.second, self.tin, self.tout,
-                self.person_ptr, self.person_shares)
-        return sum(a.itemsize * len(a) for a in cols) + len(self.repeat)
+        cols = (self.parent, self.sharer, self.depth, self.root, self.second, self.jump, self.at_us,
+                self.person_first)
+        extra = 0
+        if self._derived is not None:
+            d = self._derived
+            extra = sum(a.itemsize * len(a) for a in (d.tin, d.tout, d.person_ptr, d.person_shares))
+        return sum(a.itemsize * len(a) for a in cols) + len(self.repeat) + extra
 
 
+def _person_csr(sharer: NDArray[np.int64], tin: NDArray[np.int64], n_people: int) -> tuple[
+        NDArray[np.int64], NDArray[np.int64]]:
+    """Shares of each person (CSR), sorted by preorder so ancestors come before descendants."""
+    n = len(sharer)
+    by_person = np.lexsort((tin, sharer)) if n else np.zeros(0, dtype=np.int64)
+    ptr = np.zeros(n_people + 1, dtype=np.int64)
+    if n:
+        np.cumsum(np.bincount(sharer, minlength=n_people), out=ptr[1:])
+    return ptr, by_person
+
+
+def _jump_depths(max_depth: int) -> NDArray[np.int64]:
+    """Depth of the jump target of a share at each depth (skew-binary jump pointers depend on the
+    depth alone): ``jd[d] = jd[jd[d-1]]`` when the last two jumps from ``d - 1`` are equal, else
+    ``d - 1``."""
+    jd = [0] * (max_depth + 1)
+    for d in range(1, max_depth + 1):
+        p = d - 1
+        j = jd[p]
+        jd[d] = jd[j] if p - j == j - jd[j] else p
+    return np.asarray(jd, dtype=np.int64)
+
+
+def _jumps(parent: NDArray[np.int64], depth: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The jump pointer of every share: its ancestor at ``jd[depth]``, by binary lifting."""
+    n = len(parent)
+    idx = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return idx
+    k = depth - _jump_depths(int(depth.max()))[depth]  # how many steps up
+    cur = idx.copy()
+    up = np.where(parent < 0, idx, parent)
+    bit = 0
+    while (k >> bit).any():
+        sel = ((k >> bit) & 1).astype(bool)
+        cur[sel] = up[cur[sel]]
+        up = up[up]
+        bit += 1
+    return cur
 def _forest(parent: NDArray[np.int64], names: Sequence[str]) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Depth, root and depth-1 ancestor of every share, by pointer doubling; refuses cycles."""

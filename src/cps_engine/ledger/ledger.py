@@ -21,6 +21,7 @@ import bisect
 import enum
 import hashlib
 import json
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,6 @@ from sqlalchemy.pool import StaticPool
 from cps_engine.engine import compute
 from cps_engine.errors import (
     CpsError,
-    GraphError,
     IdempotencyConflict,
     InvalidEvent,
     InvalidPolicyConfig,
@@ -87,6 +87,8 @@ __all__ = [
 ]
 
 _RANK = {"share": 0, "bind": 1, "order": 2, "refund": 3, "payout": 4}
+#: the share graph of each database (engine) and table prefix, shared by the ledgers of this process
+_GRAPHS: weakref.WeakKeyDictionary[sa.Engine, dict[str, LedgerGraph]] = weakref.WeakKeyDictionary()
 _MIN_US = -(2**62)
 
 
@@ -385,8 +387,7 @@ class Ledger:
         self._lock_key = int.from_bytes(hashlib.sha256(f"cps_engine.ledger:{qualified}".encode()).digest()[:8],
                                         "big", signed=True)
         self._sql = _Sql(self.tables, self.dialect, self._lock_key)
-        self._graph: LedgerGraph | None = None
-        self._token: tuple[int, str] = (0, "")
+        self._graph_key = (qualified, self._engine if self._engine is not None else self._conn.engine)  # type: ignore[union-attr]
         self._terms: list[TermsVersion] = []
         self._terms_starts: list[int] = []
         self._binding = BindingConfig()
@@ -511,9 +512,18 @@ class Ledger:
 
     @property
     def graph(self) -> LedgerGraph:
-        if self._graph is None:
-            self._graph = LedgerGraph(self._binding)
-        return self._graph
+        """The ledger's share graph: one per database and table prefix in this process, shared by every
+        ledger opened on the same engine, caught up by sequence number before each write."""
+        qualified, engine = self._graph_key
+        graphs = _GRAPHS.setdefault(engine, {})
+        g = graphs.get(qualified)
+        if g is None or g.graph.binding != self._binding:
+            g = graphs[qualified] = LedgerGraph(self._binding)
+        return g
+
+    def _drop_graph(self) -> None:
+        qualified, engine = self._graph_key
+        _GRAPHS.get(engine, {}).pop(qualified, None)
 
     # ------------------------------------------------------------------ recording
     def record(self, event: Event | Mapping[str, Any], *, strict: bool = False) -> Recorded:
@@ -579,6 +589,11 @@ class Ledger:
         self._fault("event")
         if isinstance(plan, _Park):
             tx.park(seq, ev, plan)
+            if isinstance(ev, ShareEvent) and plan.waits_for is None:  # its waiting re-shares are refused too
+                self.graph.refuse_share(ev, plan.reason)
+                tx.cache_touched = True
+                released = self._cascade(tx, [f"share:{ev.id}"])
+                return Recorded(ev.type, ev.id, Outcome.REJECTED, plan.reason, tuple(released))
             return Recorded(ev.type, ev.id, Outcome.PARKED if plan.waits_for else Outcome.REJECTED, plan.reason)
         keys = self._apply(tx, seq, ev, plan)
         released = self._cascade(tx, keys)
@@ -590,6 +605,19 @@ class Ledger:
 
     # ------------------------------------------------------------------ planning (no writes)
     def _plan(self, tx: _Tx, ev: Event) -> _Plan:
+        if isinstance(ev, ShareEvent):
+            share = self.graph.check_share(ev)
+            if isinstance(share, Missing):
+                return _Park(share.waits_for, share.reason, UnknownReference, "parent")
+            if isinstance(share, Refused):
+                return _Park(None, share.reason, share.error, share.field)
+            return None
+        if isinstance(ev, BindEvent):  # the graph decides by applying it (undone with the graph on rollback)
+            tx.cache_touched = True
+            refused = self.graph.add_bind(ev)
+            if refused is not None:
+                return _Park(None, refused.reason, refused.error, refused.field)
+            return None
         if isinstance(ev, OrderEvent):
             return self._plan_order(ev)
         if isinstance(ev, RefundEvent):
@@ -605,7 +633,7 @@ class Ledger:
         if isinstance(chain, Missing):
             return _Park(chain.waits_for, chain.reason, UnknownReference, "share")
         if isinstance(chain, Refused):
-            return _Park(None, chain.reason, GraphError, "share")
+            return _Park(None, chain.reason, chain.error, chain.field)
         try:
             settlement = compute(ev, chain, policy)
         except CpsError as exc:
@@ -657,9 +685,7 @@ class Ledger:
             self.graph.add_share(ev)
             tx.cache_touched = True
             return [f"share:{ev.id}", *self._recompute_after(tx, seq, ev, to_micros(ev.at), ev.sharer)]
-        if isinstance(ev, BindEvent):
-            self.graph.add_bind(ev)
-            tx.cache_touched = True
+        if isinstance(ev, BindEvent):  # already in the graph (planning applied it)
             return self._recompute_after(tx, seq, ev, to_micros(ev.at), None)
         if isinstance(ev, OrderEvent):
             assert isinstance(plan, _OrderPlan)
@@ -793,31 +819,30 @@ class Ledger:
                 self._fault("commit")
         except BaseException:
             if tx is None or tx.cache_touched:
-                self._graph = None
-                self._token = (0, "")
+                self._drop_graph()
+            else:  # only orders, refunds, payouts: the graph is as it was; forget the rolled-back rows
+                self.graph.token = tx.start_token
             raise
 
     def _refresh(self, conn: sa.Connection, last_seq: int, last_hash: str) -> None:
-        """Bring the in-memory share graph up to the database (other writers, rolled-back calls)."""
+        """Bring the share graph up to the database: read only the share and bind rows after the last
+        one it has seen (another writer's, or another ledger object's on the same database); rebuild
+        only when the row it saw last is gone or changed (a rolled-back outer transaction)."""
         t = self.tables.events
-        seq, h = self._token
-        if (seq, h) == (last_seq, last_hash) and self._graph is not None:
+        g = self.graph
+        seq, h = g.token
+        if (seq, h) == (last_seq, last_hash):
             return
-        start = seq
-        if self._graph is None or seq == 0 or seq > last_seq or conn.execute(
-                sa.select(t.c.payload_hash).where(t.c.seq == seq)).scalar() != h:
-            self._graph = None
-            start = 0
-        graph = self.graph
-        rows = conn.execute(sa.select(t.c.payload).where(t.c.seq > start, t.c.kind.in_(("share", "bind")))
+        if seq > last_seq or (seq and conn.execute(sa.select(t.c.payload_hash).where(t.c.seq == seq)).scalar() != h):
+            self._drop_graph()
+            g, seq = self.graph, 0
+        rows = conn.execute(sa.select(t.c.payload).where(t.c.seq > seq, t.c.kind.in_(("share", "bind")))
                             .order_by(t.c.seq))
         for (payload,) in rows:
             ev = parse_event(json.loads(payload))
-            if isinstance(ev, ShareEvent):
-                graph.add_share(ev)
-            elif isinstance(ev, BindEvent):
-                graph.add_bind(ev)
-        self._token = (last_seq, last_hash)
+            assert isinstance(ev, (ShareEvent, BindEvent))
+            g.catch_up(ev)
+        g.token = (last_seq, last_hash)
 
     # ------------------------------------------------------------------ queries
     def _read(self) -> Any:
@@ -1053,6 +1078,7 @@ class _Tx:
         self.t = ledger.tables
         self.sql = ledger._sql
         self.cache_touched = False
+        self.start_token: tuple[int, str] = (0, "")
         self.event_seq = 0
         self.head_seq = 0
         self.head_hash = GENESIS
@@ -1078,6 +1104,7 @@ class _Tx:
             self.ledger._load_terms(conn)
         self.parked_live = int(row[5] or 0)
         self.ledger._refresh(conn, self.event_seq, row[1] or "")
+        self.start_token = self.ledger.graph.token
 
     # ------------------------------------------------------------------ events
     def prefetch(self, events: Sequence[Event]) -> None:
@@ -1106,7 +1133,7 @@ class _Tx:
         self.events[seq] = ev
         self.rows_events.append({"seq": seq, "kind": ev.type, "event_id": ev.id, "at_us": to_micros(ev.at),
                                  "payload": event_payload(ev), "payload_hash": h})
-        self.ledger._token = (seq, h)
+        self.ledger.graph.token = (seq, h)
         return seq
 
     def event_at(self, seq: int) -> Event:
