@@ -4,8 +4,9 @@
 ``prove``, ``verify-proof``, ``compliance``); :func:`statement` as ``cps-engine statement``.
 
 Exit status, everywhere: **0** the check passed (the statement matches, is intact, the proof holds,
-no compliance rule fails), **1** it found problems, **2** the input is unusable (unreadable file, bad
-record, unknown column, missing period) with a message naming the record and field.
+the programme is compliant), **1** it found problems (non-compliant), **2** the input is unusable
+(unreadable file, bad record, unknown column, missing period) with a message naming the record and
+field; ``audit compliance`` alone also exits **3** for a verdict of *review* (a rule warns, none fails).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from cps_engine.graph import BindingConfig, BindingMode
 from cps_engine.models import Event, OrderEvent, load_events
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy
+from cps_engine.rules import Thresholds
 
 __all__ = ["audit_app", "statement"]
 
@@ -399,6 +401,9 @@ def verify_proof_cmd(
 
 
 # ---------------------------------------------------------------------------------------------- compliance
+EXIT_REVIEW = 3
+
+
 @audit_app.command()
 def compliance(
     events: EventsOpt,
@@ -407,13 +412,18 @@ def compliance(
                                                                           "(starter kit); repeatable")] = None,
     jurisdiction: Annotated[list[str] | None, typer.Option("--jurisdiction", help="CN, US or EU; repeatable "
                                                                                 "(default: all)")] = None,
+    thresholds_file: Annotated[Path | None, typer.Option(
+        "--thresholds", help="materiality thresholds: a TOML or JSON file of name = value")] = None,
+    threshold: Annotated[list[str] | None, typer.Option(
+        "--threshold", help="NAME=VALUE, e.g. internal_fail=25% (after --thresholds); repeatable")] = None,
     binding: BindingOpt = None,
     expire_days: ExpireOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
-    """Check the policy and the observed payouts against the pyramid-selling rules (an aid, not legal advice).
+    """Is this programme a pyramid?  The policy and the history against the rules (an aid, not legal advice).
 
-    Exit 0 when no rule fails, 1 when one does, 2 when the input is unusable.
+    Exit 0 compliant, 1 non-compliant (a rule fails), 3 review (a rule warns, none fails),
+    2 unusable input.
     """
     _check_format(fmt, ("table", "json"))
     config = _binding(binding, expire_days) or BindingConfig()
@@ -422,8 +432,12 @@ def compliance(
         if bad:
             fail(f"--jurisdiction {bad[0]!r}: use CN, US or EU")
     with bad_input_exits():
+        limits = Thresholds.load(thresholds_file) if thresholds_file is not None else Thresholds()
+        if threshold:
+            limits = limits.replace(threshold)
         evs, pol = _load(events, policy)
-        rep = compliance_report(evs, pol, binding=config, entry_skus=entry_sku or (), jurisdictions=jurisdiction)
+        rep = compliance_report(evs, pol, binding=config, entry_skus=entry_sku or (), jurisdictions=jurisdiction,
+                                thresholds=limits)
     if fmt == "json":
         sys.stdout.write(rep.to_json())
     else:
@@ -445,5 +459,17 @@ def compliance(
             r = rep.findings[[f.rule for f in rep.findings].index(rid)].source
             sources.add_row(rid, escape(r.title), escape(r.source))
         con.print(sources)
+        limits_table = Table(title="Thresholds (--thresholds FILE, --threshold NAME=VALUE)")
+        for col in ("name", "value", "rule", "source"):
+            limits_table.add_column(col)
+        shown = {f.rule for f in rep.findings}
+        for row in (r for r in rep.thresholds.as_rows() if r["rule"] in shown):
+            limits_table.add_row(row["name"], escape(row["value"]), row["rule"], escape(row["source"]))
+        con.print(limits_table)
+        tone = {"compliant": "bold green", "review": "bold yellow", "non-compliant": "bold red"}[rep.verdict]
+        con.print(f"Verdict: [{tone}]{rep.verdict.upper()}[/]")
+        for f in rep.evidence:
+            con.print(f"  because {f.rule} {escape(f.measure)}: {escape(f.figure)} (limit {escape(f.limit)})")
+        con.print("How each figure is recomputed: --format json, field 'how' of each finding.")
         con.print(f"[bold yellow]{escape(rep.disclaimer)}[/]", soft_wrap=True)
-    raise typer.Exit(EXIT_FOUND if rep.worst == "fail" else EXIT_OK)
+    raise typer.Exit({"compliant": EXIT_OK, "review": EXIT_REVIEW, "non-compliant": EXIT_FOUND}[rep.verdict])
