@@ -7,12 +7,8 @@ Bad input exits with status 2 and a message naming the record and field.
 
 from __future__ import annotations
 
-import csv
 import json
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from fractions import Fraction
 from importlib.resources import files
@@ -20,16 +16,29 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cps_engine.cli_common import BindingOpt, ExpireOpt, bad_input_exits, binding_config, err, fail
+from cps_engine.cli_common import (
+    BindingOpt,
+    ExpireOpt,
+    bad_input_exits,
+    binding_config,
+    cell,
+    console,
+    defang,
+    err,
+    fail,
+    output_file,
+    safe,
+    write_stdout,
+)
 from cps_engine.engine import Settlement, compute_events
 from cps_engine.errors import CpsError
 from cps_engine.graph import ShareGraph
 from cps_engine.models import Event, load_events, validate_events
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy, policy_schema
+from cps_engine.textio import CsvWriter
 
 __all__ = ["app", "main"]
 
@@ -49,21 +58,11 @@ def bundled_policy(name: str) -> PolicyConfig:
     return load_policy(Path(str(files("cps_engine") / "data" / f"{name}.toml")))
 
 
-
-
-@contextmanager
-def _output(path: Path | None) -> Iterator[IO[str]]:
-    if path is None:
-        yield sys.stdout
-    else:
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            yield fh
-
-
 def write_lines(settlements: list[Settlement], fmt: str, out: IO[str]) -> int:
-    """Write every commission line as CSV or JSON Lines; returns the number of lines."""
+    """Write every commission line as CSV (formula cells neutralised, :class:`CsvWriter`) or JSON
+    Lines; returns the number of lines."""
     n = 0
-    writer = csv.DictWriter(out, fieldnames=LINE_COLUMNS) if fmt == "csv" else None
+    writer = CsvWriter(out, fieldnames=LINE_COLUMNS) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
     for s in settlements:
@@ -94,10 +93,10 @@ def compute(
         evs = load_events(events)
         pol = load_policy(policy)
         settlements = compute_events(evs, pol, binding=config)
-        with _output(output) as out:
+        with output_file(output) as out:
             n = write_lines(settlements, fmt, out)
     if output is not None:
-        err.print(f"{n} commission lines for {len(settlements)} orders -> {output}")
+        err.print(f"{n} commission lines for {len(settlements)} orders -> {safe(output)}")
 
 
 @app.command()
@@ -110,16 +109,17 @@ def validate(events: Annotated[Path, typer.Argument(help="events, JSON Lines")],
         if not problems:
             ShareGraph.from_events(load_events(events), binding=config, on_error=problems.append)
     for p in problems:
-        err.print(f"- {p}", highlight=False, soft_wrap=True)
+        err.print(f"- {safe(p, newlines=True)}", highlight=False, soft_wrap=True)
     if problems:
         fail(f"{len(problems)} bad record(s) in {events}")
-    err.print(f"{events}: ok")
+    err.print(f"{safe(events)}: ok")
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a policy config."""
-    typer.echo(json.dumps(policy_schema(), indent=2, ensure_ascii=False))
+    with bad_input_exits():
+        write_stdout(json.dumps(policy_schema(), indent=2, ensure_ascii=False) + "\n")
 
 
 def percent(rate: Fraction, places: int = 2) -> str:
@@ -166,13 +166,13 @@ def demo(
         graph = ShareGraph.from_events(evs)
         policies = [bundled_policy(n) for n in ("first_sharer", "three_level", "compliant_cn")]
         results = [summarize(p.label, compute_events(evs, p, graph)) for p in policies]
-    console = Console()
-    console.print(f"[bold]Sample programme[/] {path.name}: {graph.n_people} people, {graph.n_shares} shares, "
+    out = console()
+    out.print(f"[bold]Sample programme[/] {safe(path.name)}: {graph.n_people} people, {graph.n_shares} shares, "
                   f"deepest share chain {max(graph.depth_histogram(), default=0) + 1} sharers")
     table = Table(title="Commission by policy (net of refunds)")
     table.add_column("")
     for r in results:
-        table.add_column(r["policy"], justify="right")
+        table.add_column(cell(r["policy"]), justify="right")
     currencies = sorted({c for r in results for c in r["currencies"]})
     for cur in currencies:
         cells = [r["currencies"].get(cur) for r in results]
@@ -181,13 +181,13 @@ def demo(
         table.add_row("total paid", *[str(c["paid"].amount) if c else "-" for c in cells])
         table.add_row("effective rate", *[percent(c["effective_rate"]) if c else "-" for c in cells])
         table.add_row("payees", *[str(c["payees"]) if c else "-" for c in cells])
-        table.add_row("top payee", *[f"{c['top_payee'][0]} {c['top_payee'][1].amount}" if c and c["top_payee"]
+        table.add_row("top payee", *[cell(f"{c['top_payee'][0]} {c['top_payee'][1].amount}") if c and c["top_payee"]
                                       else "-" for c in cells])
-    console.print(table)
+    out.print(table)
     from cps_engine.ledger import demo_summary
 
     with tempfile.TemporaryDirectory(prefix="cps-demo-") as tmp, bad_input_exits():
-        console.print(demo_summary(evs, bundled_policy("three_level"), ledger or Path(tmp) / "ledger.db"))
+        out.print(defang(demo_summary(evs, bundled_policy("three_level"), ledger or Path(tmp) / "ledger.db")))
 
 
 def _mount() -> None:
@@ -206,8 +206,18 @@ _mount()
 
 
 def main() -> None:
-    """Entry point of the ``cps-engine`` console script."""
-    app()
+    """Entry point of the ``cps-engine`` console script.  Standard output is flushed before the exit
+    status is decided, so a full disk or a closed pipe there is reported (or ends quietly), never as
+    an "Exception ignored" at interpreter exit."""
+    try:
+        app()
+    except SystemExit:
+        try:
+            with bad_input_exits():
+                write_stdout("")
+        except typer.Exit as exc:  # outside the app, so no click to turn it into an exit status
+            raise SystemExit(exc.exit_code) from None
+        raise
 
 
 if __name__ == "__main__":

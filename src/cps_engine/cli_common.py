@@ -1,47 +1,241 @@
-"""What every face of the ``cps-engine`` command shares: the error console, exit status 2 on bad
-input, the binding options.  The top layer: only the CLI modules import it."""
+"""What every face of the ``cps-engine`` command shares: the consoles, exit status 2 on bad input,
+the binding options, safe output.  The top layer: only the CLI modules import it.
+
+Hostile data never reaches the terminal raw.  Every user-provided string printed through rich goes
+through :func:`safe` (markup escaped, control characters shown) or :func:`cell` (a plain ``Text``);
+renderables built elsewhere go through :func:`defang`.  Control characters (C0, DEL, C1) and bidi
+overrides are shown as ``\\x1b`` / ``\\u202e``.
+
+Outputs are named when they fail: a file written with :func:`output_file` appears whole or not at all
+(written beside, then renamed), a full disk names the file or "standard output", and a closed pipe on
+standard output ends the command quietly with status 141 (128 + SIGPIPE), as ``head`` users expect.
+
+>>> clean("ok\\x1b[31mred\\u202e")
+'ok\\\\x1b[31mred\\\\u202e'
+>>> safe("[/bold]x")
+'\\\\[/bold]x'
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
-from cps_engine.errors import CpsError
+from cps_engine.errors import CpsError, OutputError
 from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.limits import MAX_DAYS
 
-__all__ = ["BindingOpt", "ExpireOpt", "bad_input_exits", "binding_config", "err", "fail"]
-
-#: messages and progress go to stderr; results to stdout
-err = Console(stderr=True)
+__all__ = [
+    "EXIT_SIGPIPE",
+    "EXIT_UNUSABLE",
+    "BindingOpt",
+    "ExpireOpt",
+    "bad_input_exits",
+    "binding_config",
+    "cell",
+    "clean",
+    "console",
+    "defang",
+    "err",
+    "fail",
+    "output_file",
+    "safe",
+    "stdout_closed",
+    "write_stdout",
+]
 
 #: the exit status for unusable input (1 is kept for "the audit found discrepancies")
 EXIT_UNUSABLE = 2
+#: standard output closed by its reader (``| head``): 128 + SIGPIPE, like the unix tools
+EXIT_SIGPIPE = 141
+STDOUT = "standard output"
 
 BindingOpt = Annotated[str, typer.Option("--binding", help="first_wins | overwrite | registration_only | expiring")]
-ExpireOpt = Annotated[int | None, typer.Option("--expire-days", help="with --binding expiring")]
+ExpireOpt = Annotated[int | None, typer.Option("--expire-days", min=0, max=MAX_DAYS, help="with --binding expiring")]
+
+#: C0 controls (tab and newline included), DEL, C1 controls, bidi marks, overrides and isolates,
+#: line/paragraph separators: shown escaped, never sent to the terminal
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def clean(value: object, *, newlines: bool = False) -> str:
+    """``str(value)`` with every control character and bidi override shown as an escape
+    (``newlines``: keep line breaks, for multi-line messages of our own)."""
+    text = str(value)
+    if newlines:
+        return "\n".join(_UNSAFE.sub(_visible, line) for line in text.split("\n"))
+    return _UNSAFE.sub(_visible, text)
+
+
+def safe(value: object, *, newlines: bool = False) -> str:
+    """:func:`clean` and rich-markup-escaped: user data inside a markup string."""
+    return escape(clean(value, newlines=newlines))
+
+
+def cell(value: object) -> Text:
+    """User data as a table cell: plain text, never markup, controls shown."""
+    return Text(clean(value))
+
+
+def defang(renderable: Any) -> Any:
+    """A renderable built elsewhere (tables of ids) with every plain-string cell and title made a
+    :func:`cell` and every ``Text`` cleaned: nothing in it is read as markup or reaches the terminal
+    raw."""
+    if isinstance(renderable, str):
+        return cell(renderable)
+    if isinstance(renderable, Text):
+        plain = renderable.plain
+        return renderable if not _UNSAFE.search(plain) else Text(clean(plain), style=renderable.style)
+    if isinstance(renderable, Group):
+        return Group(*(defang(r) for r in renderable.renderables))
+    if isinstance(renderable, Table):
+        if isinstance(renderable.title, str):
+            renderable.title = cell(renderable.title)
+        for column in renderable.columns:
+            if isinstance(column.header, str):
+                column.header = cell(column.header)
+            column._cells = [defang(c) for c in column._cells]
+        return renderable
+    return renderable
+
+
+class _Console(Console):
+    """A rich console that leaves emoji codes alone and treats a closed standard output as the end."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("emoji", False)
+        super().__init__(**kwargs)
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stdout_closed()
+
+
+def console(**kwargs: Any) -> Console:
+    """The console for results (standard output)."""
+    return _Console(**kwargs)
+
+
+#: messages and progress go to stderr; results to stdout
+err: Console = _Console(stderr=True)
 
 
 def fail(message: str, code: int = EXIT_UNUSABLE) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print ``error: message`` to stderr (controls shown, markup escaped) and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {safe(message, newlines=True)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _discard_stdout() -> None:
+    """Point the stdout descriptor at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a test runner's buffer
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def stdout_closed() -> NoReturn:
+    """Standard output was closed by its reader: stop quietly with :data:`EXIT_SIGPIPE`."""
+    _discard_stdout()
+    raise typer.Exit(EXIT_SIGPIPE)
+
+
+def _output_failed(exc: OSError, name: str) -> NoReturn:
+    if exc.errno == errno.EPIPE and name == STDOUT:
+        stdout_closed()
+    if name == STDOUT:
+        _discard_stdout()
+    raise OutputError(f"cannot write {name}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def output_file(path: Path | None, *, newline: str | None = "") -> Iterator[IO[str]]:
+    """Standard output (``path`` None) or a UTF-8 file written whole or not at all: the text goes to a
+    hidden file beside ``path``, renamed over it on success and removed on any failure.  A write
+    error raises :class:`~cps_engine.errors.OutputError` naming the file (or "standard output").
+    A target that exists and is not a regular file (a device, a FIFO) is written in place."""
+    if path is None:
+        try:
+            yield sys.stdout
+            sys.stdout.flush()
+        except OSError as exc:
+            if exc.filename is not None:  # an input file failed inside the block: not ours to name
+                raise
+            _output_failed(exc, STDOUT)
+        return
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file():  # a device, a FIFO, /dev/stdout: write in place
+        try:
+            with open(target, "w", encoding="utf-8", newline=newline) as fh:
+                yield fh
+        except OSError as exc:
+            if exc.filename is not None and exc.filename not in (str(target), target):
+                raise
+            _output_failed(exc, str(path))
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        try:
+            fh = open(tmp, "w", encoding="utf-8", newline=newline)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            with fh:
+                yield fh
+            os.replace(tmp, target)
+        except OSError as exc:
+            if exc.filename is not None and exc.filename not in (str(tmp), tmp):
+                raise
+            _output_failed(exc, str(path))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` to standard output and flush it, naming standard output when that fails."""
+    with output_file(None) as out:
+        out.write(text)
 
 
 @contextmanager
 def bad_input_exits(*also: type[Exception]) -> Iterator[None]:
     """Turn cps_engine's typed errors, unreadable files (and the ``also`` exception types, e.g. a
-    ``ValueError`` from parsing an option) into exit status 2 with a message."""
+    ``ValueError`` from parsing an option) into exit status 2 with a message; a closed standard
+    output into a quiet exit."""
     try:
         yield
     except CpsError as exc:
         fail(str(exc))
+    except BrokenPipeError:
+        stdout_closed()
     except OSError as exc:
-        fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc))
+        if exc.strerror is None:  # raised with a message of our own
+            fail(str(exc))
+        if exc.filename is not None:
+            fail(f"{exc.filename}: {exc.strerror}")
+        fail(f"input/output error: {exc.strerror}")
     except also as exc:
         fail(str(exc))
 

@@ -7,21 +7,24 @@ SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``).  Bad inp
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import sys
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cps_engine.cli_common import bad_input_exits, err, fail
+from cps_engine.cli_common import bad_input_exits, cell, console, err, fail, output_file, safe, write_stdout
+from cps_engine.errors import InvalidInput, ValueOutOfRange
 from cps_engine.ledger.ledger import Ledger, sqlite_engine
 from cps_engine.ledger.statement import build_statement
+from cps_engine.limits import MAX_DAYS, add_days, check_time
 from cps_engine.models import iter_events
+from cps_engine.textio import CsvWriter
 
 __all__ = ["ledger_app", "open_ledger", "parse_when"]
 
@@ -41,25 +44,39 @@ def open_ledger(db: str, policy: Path | None = None, *, prefix: str = "cps_", **
     return Ledger(sqlite_engine(db), policy, prefix=prefix, **kwargs)  # type: ignore[arg-type]
 
 
-def parse_when(text: str, *, end_of_day: bool = False, tz: str = "Z") -> datetime:
-    """``2026-03-31`` (midnight in ``tz``; with ``end_of_day`` the next midnight) or a full ISO time.
+def parse_when(text: str, *, end_of_day: bool = False, tz: str = "Z", field: str = "--as-of") -> datetime:
+    """``2026-03-31`` (midnight in ``tz``; with ``end_of_day`` the next midnight) or a full ISO time,
+    within the supported range (:mod:`cps_engine.limits`); a typed error naming ``field`` otherwise.
 
     >>> parse_when("2026-03-31", end_of_day=True).isoformat()
     '2026-04-01T00:00:00+00:00'
     >>> parse_when("2026-03-01T08:00:00+08:00").isoformat()
     '2026-03-01T08:00:00+08:00'
+    >>> parse_when("9999-12-31", end_of_day=True, field="--to")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.ValueOutOfRange: field '--to': time 9999-12-31T00:00:00+00:00 is outside the supported range ...
     """
-    zone = UTC if tz in ("Z", "UTC") else datetime.fromisoformat(f"2000-01-01T00:00:00{tz}").tzinfo
-    assert isinstance(zone, timezone)
+    try:
+        zone = UTC if tz in ("Z", "UTC") else datetime.fromisoformat(f"2000-01-01T00:00:00{tz}").tzinfo
+    except ValueError:
+        raise InvalidInput(f"time zone {tz!r} is not Z, UTC or an offset such as +08:00", field="--tz") from None
+    if not isinstance(zone, timezone):
+        raise InvalidInput(f"time zone {tz!r} is not Z, UTC or an offset such as +08:00", field="--tz")
     text = text.strip()
-    if len(text) == 10:
-        d = date.fromisoformat(text)
-        when = datetime.combine(d, time(0), tzinfo=zone)
-        return when + timedelta(days=1) if end_of_day else when
-    when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=zone)
-    return when
+    try:
+        if len(text) == 10:
+            when = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
+        else:
+            when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=zone)
+    except ValueError:
+        raise InvalidInput(f"{text[:80]!r} is not a date (2026-03-31) or an ISO-8601 time", field=field) from None
+    except OverflowError:
+        raise ValueOutOfRange(f"{text[:80]!r} is outside the supported range of times", field=field) from None
+    check_time(when, field=field)
+    return add_days(when, 1, field=field) if end_of_day and len(text) == 10 else when
 
 
 @ledger_app.command("record")
@@ -68,7 +85,8 @@ def record_cmd(
     db: DbOpt,
     policy: Annotated[Path | None, typer.Option("--policy", help="policy config (TOML/JSON); required "
                                                 "for a new ledger, a different one adds a policy version")] = None,
-    hold_days: Annotated[int | None, typer.Option("--hold-days", help="days before commission is available")] = None,
+    hold_days: Annotated[int | None, typer.Option("--hold-days", min=0, max=MAX_DAYS,
+                                                  help="days before commission is available")] = None,
     min_payout: Annotated[list[str] | None, typer.Option("--min-payout", help="e.g. '10.00 CNY'")] = None,
     payout_fee: Annotated[list[str] | None, typer.Option("--payout-fee", help="'1%' or '2.00 CNY'")] = None,
     binding: Annotated[str | None, typer.Option("--binding", help="binding mode (new ledger only)")] = None,
@@ -83,7 +101,7 @@ def record_cmd(
             size = events.stat().st_size
             with Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                           console=err, transient=True, disable=size < 1_000_000 or not err.is_terminal) as bar:
-                with open(events, encoding="utf-8") as fh:
+                with open(events, "rb") as fh:  # bytes: the events reader reports bad text by line
                     total = sum(1 for line in fh if line.strip())
                 task = bar.add_task("record", total=total)
                 summary = led.record_many(iter_events(events), batch_size=batch,
@@ -92,11 +110,12 @@ def record_cmd(
             parked = led.parked()
         finally:
             led.close()
-    err.print(f"{events}: {summary}; chain head #{head.seq} {head.hash[:16]}…", highlight=False, soft_wrap=True)
+    err.print(f"{safe(events)}: {safe(summary)}; chain head #{head.seq} {safe(head.hash[:16])}…", highlight=False,
+              soft_wrap=True)
     waiting = [p for p in parked if p.status == "parked"]
     if parked:
         err.print(f"{len(waiting)} parked, {len(parked) - len(waiting)} rejected "
-                   f"(see `cps-engine ledger parked --db {db}`)", highlight=False)
+                   f"(see `cps-engine ledger parked --db {safe(db)}`)", highlight=False)
 
 
 @ledger_app.command("balance")
@@ -111,23 +130,22 @@ def balance_cmd(
     if fmt not in ("table", "json"):
         fail("--format must be table or json")
     with bad_input_exits(ValueError):
+        when = parse_when(as_of) if as_of else None
         led = open_ledger(db, prefix=prefix)
         try:
-            when = parse_when(as_of) if as_of else None
             rows = led.balances(payee, as_of=when)
         finally:
             led.close()
-    if fmt == "json":
-        for b in rows:
-            sys.stdout.write(json.dumps(b.as_json(), sort_keys=True, ensure_ascii=False) + "\n")
-        return
+        if fmt == "json":
+            write_stdout("".join(json.dumps(b.as_json(), sort_keys=True, ensure_ascii=False) + "\n" for b in rows))
+            return
     table = Table(title=f"Balances as of {when.isoformat() if when else 'now'}")
     for col in ("payee", "currency", "pending", "available", "paid", "fee"):
         table.add_column(col, justify="left" if col in ("payee", "currency") else "right")
     for b in rows:
         j = b.as_json()
-        table.add_row(j["payee"], j["currency"], j["pending"], j["available"], j["paid"], j["fee"])
-    Console().print(table)
+        table.add_row(*(cell(j[k]) for k in ("payee", "currency", "pending", "available", "paid", "fee")))
+    console().print(table)
 
 
 @ledger_app.command("statement")
@@ -144,15 +162,21 @@ def statement_cmd(
     if fmt not in ("csv", "json"):
         fail("--format must be csv or json")
     with bad_input_exits(ValueError):
+        begin, until = parse_when(start, tz=tz, field="--from"), parse_when(end, end_of_day=True, tz=tz, field="--to")
         led = open_ledger(db, prefix=prefix)
         try:
-            st = build_statement(led, payee, parse_when(start, tz=tz), parse_when(end, end_of_day=True, tz=tz))
+            st = build_statement(led, payee, begin, until)
         finally:
             led.close()
-    if fmt == "json":
-        st.write_json(sys.stdout)
-    else:
-        st.write_csv(sys.stdout)
+        with output_file(None) as out:
+            if fmt == "json":
+                st.write_json(out)
+            else:
+                raw = io.StringIO()
+                st.write_csv(raw)
+                writer = CsvWriter(out, (), lineterminator="\n")  # formula cells neutralised, numbers kept
+                for row in csv.reader(io.StringIO(raw.getvalue(), newline="")):
+                    writer.write_cells(row)
 
 
 @ledger_app.command("parked")
@@ -164,9 +188,8 @@ def parked_cmd(db: DbOpt, prefix: PrefixOpt = "cps_") -> None:
             rows = led.parked()
         finally:
             led.close()
-    for p in rows:
-        sys.stdout.write(json.dumps({"type": p.kind, "id": p.id, "status": p.status, "waits_for": p.waits_for,
-                                     "reason": p.reason}, ensure_ascii=False) + "\n")
+        write_stdout("".join(json.dumps({"type": p.kind, "id": p.id, "status": p.status, "waits_for": p.waits_for,
+                                         "reason": p.reason}, ensure_ascii=False) + "\n" for p in rows))
 
 
 @ledger_app.command("verify")
@@ -179,7 +202,7 @@ def verify_cmd(db: DbOpt, prefix: PrefixOpt = "cps_") -> None:
         finally:
             led.close()
     for p in v.problems:
-        err.print(f"- {p}", highlight=False)
+        err.print(f"- {safe(p)}", highlight=False)
     if not v.ok:
         raise typer.Exit(1)
     err.print(f"ok: {v.entries} entries, head {v.head.hash}", highlight=False, soft_wrap=True)
