@@ -12,14 +12,12 @@ field; ``audit compliance`` alone also exits **3** for a verdict of *review* (a 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from cps_engine.audit.compliance import compliance_report
@@ -36,13 +34,15 @@ from cps_engine.audit.statement import (
     statement_from_ledger,
 )
 from cps_engine.audit.verify import KIND_TITLES, VerificationReport, verify_statement
-from cps_engine.cli_common import bad_input_exits, err, fail
+from cps_engine.cli_common import bad_input_exits, console, err, fail, output_file, safe, write_stdout
 from cps_engine.errors import CpsError
 from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.limits import MAX_DAYS, check_time
 from cps_engine.models import Event, OrderEvent, load_events
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy
 from cps_engine.rules import Thresholds
+from cps_engine.textio import loads_json, read_text
 
 __all__ = ["audit_app", "statement"]
 
@@ -52,7 +52,7 @@ EXIT_OK, EXIT_FOUND = 0, 1
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return console(highlight=False, soft_wrap=False)
 
 
 def _binding(mode: str | None, expire_days: int | None) -> BindingConfig | None:
@@ -70,10 +70,13 @@ def _as_of(text: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        fail(f"--as-of {text!r} is not an ISO-8601 time such as 2026-04-01T00:00:00+08:00")
+        fail(f"--as-of {text[:80]!r} is not an ISO-8601 time such as 2026-04-01T00:00:00+08:00")
     if at.tzinfo is None:
-        fail(f"--as-of {text!r} has no time zone; add one such as +08:00 or Z")
-    return at
+        fail(f"--as-of {text[:80]!r} has no time zone; add one such as +08:00 or Z")
+    try:
+        return check_time(at, field="--as-of")
+    except CpsError as exc:
+        fail(str(exc))
 
 
 def _load(events: Path, policy: Path) -> tuple[list[Event], PolicyConfig]:
@@ -98,10 +101,11 @@ PolicyOpt = Annotated[Path, typer.Option("--policy", help="policy config, TOML o
 BindingOpt = Annotated[str | None, typer.Option(
     "--binding", help="first_wins | overwrite | registration_only | expiring (default: the manifest's, else "
     "first_wins)")]
-ExpireOpt = Annotated[int | None, typer.Option("--expire-days", help="with --binding expiring")]
+ExpireOpt = Annotated[int | None, typer.Option("--expire-days", min=0, max=MAX_DAYS, help="with --binding expiring")]
 TzOpt = Annotated[str | None, typer.Option("--tz", help="time zone of the period: UTC, +08:00 or Asia/Shanghai")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="only events up to this time (ISO-8601 with zone)")]
-HoldOpt = Annotated[int | None, typer.Option("--hold-days", min=0, help="hold period (冻结天数) for line states")]
+HoldOpt = Annotated[int | None, typer.Option("--hold-days", min=0, max=MAX_DAYS,
+                                             help="hold period (冻结天数) for line states")]
 
 
 # ---------------------------------------------------------------------------------------------- statement
@@ -151,16 +155,16 @@ def statement(
             st = build_statement(evs, pol, period, tz=tz or "UTC", as_of=when, hold_days=hold_days,
                                  binding=config, previous=prev)
         if output is None:
-            sys.stdout.write(st.to_json() if fmt == "json" else st.to_csv())
+            write_stdout(st.to_json() if fmt == "json" else st.to_csv())
             return
         paths = st.write(output)
     man = st.manifest
     assert man is not None
     _summary(st)
     err.print(f"{len(st.lines)} lines for {len({ln.payee for ln in st.lines})} payees "
-               f"-> {paths['json']}, {paths['csv']}, {paths['manifest']}", highlight=False)
-    err.print(f"merkle_root {man.merkle_root}\nchain_root  {man.chain_root}"
-               + (f" (chained to {man.previous_period})" if man.previous_period else " (first statement)"),
+               f"-> {safe(paths['json'])}, {safe(paths['csv'])}, {safe(paths['manifest'])}", highlight=False)
+    err.print(f"merkle_root {safe(man.merkle_root)}\nchain_root  {safe(man.chain_root)}"
+               + (f" (chained to {safe(man.previous_period)})" if man.previous_period else " (first statement)"),
                highlight=False)
 
 
@@ -196,7 +200,7 @@ def _summary(st: Statement) -> None:
             rows.append((Money.of(t["amount"], cur), payee, t["lines"], cur))
     rows.sort(key=lambda r: (-r[0].minor, r[1]))
     for money, payee, n, _ in rows[:20]:
-        table.add_row(escape(payee), str(n), str(money))
+        table.add_row(safe(payee), str(n), str(money))
     for cur, data in st.totals.items():
         table.add_row(f"[bold]total {cur}[/]", str(data["lines"]), f"[bold]{data['amount']} {cur}[/]")
     err.print(table)
@@ -239,22 +243,23 @@ def verify(
         report = verify_statement(st, evs, pol, period=period, tz=tz, as_of=when, hold_days=hold_days,
                                   binding=config)
         if html is not None:
-            html.write_text(render_verification_html(report), encoding="utf-8")
-    if fmt == "json":
-        sys.stdout.write(report.to_json())
-    else:
+            with output_file(html) as out:
+                out.write(render_verification_html(report))
+        if fmt == "json":
+            write_stdout(report.to_json())
+    if fmt != "json":
         _print_verification(report)
     if html is not None:
-        err.print(f"HTML report -> {html}", highlight=False)
+        err.print(f"HTML report -> {safe(html)}", highlight=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
 
 
 def _print_verification(report: VerificationReport) -> None:
     con = _console()
-    con.print(f"[bold]Statement[/] {escape(report.source or '-')} · period {escape(report.period)} · policy "
-              f"{escape(report.policy)} · {report.lines_stated} lines stated, {report.lines_expected} owed")
+    con.print(f"[bold]Statement[/] {safe(report.source or '-')} · period {safe(report.period)} · policy "
+              f"{safe(report.policy)} · {report.lines_stated} lines stated, {report.lines_expected} owed")
     for note in report.notes:
-        con.print(f"[dim]note: {escape(note)}[/]")
+        con.print(f"[dim]note: {safe(note)}[/]")
     if report.ok:
         con.print("[bold green]OK[/]: every line matches the recomputation; nothing missing, nothing extra.")
         return
@@ -278,9 +283,9 @@ def _print_verification(report: VerificationReport) -> None:
     for col in ("kind", "line", "order", "payee", "stated", "owed", "detail"):
         detail.add_column(col)
     for d in report.discrepancies[:50]:
-        detail.add_row(d.kind.value, str(d.line) if d.line is not None else "—", escape(d.order or ""),
-                       escape(d.payee or ""), str(d.stated.amount) if d.stated else "",
-                       str(d.expected.amount) if d.expected else "", escape(d.detail))
+        detail.add_row(d.kind.value, str(d.line) if d.line is not None else "—", safe(d.order or ""),
+                       safe(d.payee or ""), str(d.stated.amount) if d.stated else "",
+                       str(d.expected.amount) if d.expected else "", safe(d.detail))
     con.print(detail)
     con.print(f"[bold red]{len(report.discrepancies)} discrepanc{'y' if len(report.discrepancies) == 1 else 'ies'}[/]")
 
@@ -308,10 +313,10 @@ def explain(
     with bad_input_exits():
         evs, pol = _load(events, policy)
         ex = explain_order(evs, pol, order, payee, binding=config, as_of=when)
-    if fmt == "json":
-        sys.stdout.write(ex.to_json())
-    else:
-        _console().print(escape(ex.render()))
+        if fmt == "json":
+            write_stdout(ex.to_json())
+            return
+    _console().print(safe(ex.render(), newlines=True))
 
 
 # ---------------------------------------------------------------------------------------------- integrity
@@ -331,25 +336,25 @@ def check_integrity_cmd(
         st = read_statement(statement_file, manifest=manifest)
         prev = read_statement(previous) if previous is not None else None
         report = check_integrity(st, prev)
-    if fmt == "json":
-        sys.stdout.write(report.to_json())
-    else:
+        if fmt == "json":
+            write_stdout(report.to_json())
+    if fmt != "json":
         con = _console()
-        con.print(f"[bold]Statement[/] {escape(str(statement_file))} · period {escape(report.period)} · "
+        con.print(f"[bold]Statement[/] {safe(str(statement_file))} · period {safe(report.period)} · "
                   f"{report.line_count} lines")
-        con.print(f"merkle_root stated  {report.merkle_root}\nmerkle_root lines   {report.computed_root}")
-        con.print(f"chain to previous: {escape(report.previous)}")
+        con.print(f"merkle_root stated  {safe(report.merkle_root)}\nmerkle_root lines   {safe(report.computed_root)}")
+        con.print(f"chain to previous: {safe(report.previous)}")
         for note in report.notes:
-            con.print(f"[dim]note: {escape(note)}[/]")
+            con.print(f"[dim]note: {safe(note)}[/]")
         for p in report.problems:
-            con.print(f"[red]- {escape(p)}[/]")
+            con.print(f"[red]- {safe(p)}[/]")
         if report.changes:
             table = Table(title="Changed lines")
             for col in ("change", "line now", "line issued", "file row", "detail"):
                 table.add_column(col)
             for c in report.changes:
                 table.add_row(c.kind, str(c.line or "—"), str(c.original or "—"), str(c.row or "—"),
-                              escape(c.detail))
+                              safe(c.detail))
             con.print(table)
         con.print("[bold green]INTACT[/]" if report.intact else "[bold red]TAMPERED[/] (or not the issued statement)")
     raise typer.Exit(EXIT_OK if report.intact else EXIT_FOUND)
@@ -370,11 +375,10 @@ def prove_cmd(
         except KeyError as exc:
             fail(str(exc.args[0]))
         text = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
-        if output is None:
-            sys.stdout.write(text)
-        else:
-            output.write_text(text, encoding="utf-8")
-            err.print(f"{len(doc['proofs'])} proof(s) for {payee} -> {output}", highlight=False)
+        with output_file(output) as out:
+            out.write(text)
+    if output is not None:
+        err.print(f"{len(doc['proofs'])} proof(s) for {safe(payee)} -> {safe(output)}", highlight=False)
 
 
 @audit_app.command("verify-proof")
@@ -385,18 +389,17 @@ def verify_proof_cmd(
 ) -> None:
     """Check a payee's inclusion proof (exit 0 valid, 1 invalid, 2 unreadable)."""
     with bad_input_exits():
-        try:
-            doc = json.loads(proof.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InvalidStatement(f"{proof}: not valid JSON: {exc.msg}", line=exc.lineno) from None
+        # UTF-8 (a BOM dropped), strict JSON: duplicate keys and deep nesting refused by name
+        doc = loads_json(read_text(proof, error=InvalidStatement), source=str(proof), error=InvalidStatement)
         result = verify_proof(doc, root=root)
     con = _console()
     for line, good in result.lines:
         mark = "[green]in the statement[/]" if good else "[red]NOT in the statement[/]"
-        con.print(f"{escape(line.payee)} · order {escape(line.order)} · {line.amount}: {mark}")
+        con.print(f"{safe(line.payee)} · order {safe(line.order)} · {line.amount}: {mark}")
     for p in result.problems:
-        con.print(f"[red]- {escape(p)}[/]")
-    con.print(f"merkle_root {result.merkle_root}" + ("" if root else "  (give --root to pin it to the published root)"))
+        con.print(f"[red]- {safe(p)}[/]")
+    con.print(f"merkle_root {safe(result.merkle_root)}"
+              + ("" if root else "  (give --root to pin it to the published root)"))
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FOUND)
 
 
@@ -438,18 +441,18 @@ def compliance(
         evs, pol = _load(events, policy)
         rep = compliance_report(evs, pol, binding=config, entry_skus=entry_sku or (), jurisdictions=jurisdiction,
                                 thresholds=limits)
-    if fmt == "json":
-        sys.stdout.write(rep.to_json())
-    else:
+        if fmt == "json":
+            write_stdout(rep.to_json())
+    if fmt != "json":
         con = _console()
-        con.print(f"[bold yellow]{escape(rep.disclaimer)}[/]", soft_wrap=True)
-        table = Table(title=f"Compliance: {escape(rep.policy)} ({rep.policy_kind})")
+        con.print(f"[bold yellow]{safe(rep.disclaimer)}[/]", soft_wrap=True)
+        table = Table(title=f"Compliance: {safe(rep.policy)} ({rep.policy_kind})")
         for col in ("status", "rule", "measure", "figure", "limit", "detail"):
             table.add_column(col)
         colour = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "blue"}
         for f in rep.findings:
-            table.add_row(f"[{colour[f.status]}]{f.status.upper()}[/]", f.rule, escape(f.measure), escape(f.figure),
-                          escape(f.limit), escape(f.detail))
+            table.add_row(f"[{colour[f.status]}]{f.status.upper()}[/]", f.rule, safe(f.measure), safe(f.figure),
+                          safe(f.limit), safe(f.detail))
         con.print(table)
         sources = Table(title="Rules cited")
         sources.add_column("rule")
@@ -457,19 +460,19 @@ def compliance(
         sources.add_column("source")
         for rid in dict.fromkeys(f.rule for f in rep.findings):
             r = rep.findings[[f.rule for f in rep.findings].index(rid)].source
-            sources.add_row(rid, escape(r.title), escape(r.source))
+            sources.add_row(rid, safe(r.title), safe(r.source))
         con.print(sources)
         limits_table = Table(title="Thresholds (--thresholds FILE, --threshold NAME=VALUE)")
         for col in ("name", "value", "rule", "source"):
             limits_table.add_column(col)
         shown = {f.rule for f in rep.findings}
         for row in (r for r in rep.thresholds.as_rows() if r["rule"] in shown):
-            limits_table.add_row(row["name"], escape(row["value"]), row["rule"], escape(row["source"]))
+            limits_table.add_row(row["name"], safe(row["value"]), row["rule"], safe(row["source"]))
         con.print(limits_table)
         tone = {"compliant": "bold green", "review": "bold yellow", "non-compliant": "bold red"}[rep.verdict]
         con.print(f"Verdict: [{tone}]{rep.verdict.upper()}[/]")
         for f in rep.evidence:
-            con.print(f"  because {f.rule} {escape(f.measure)}: {escape(f.figure)} (limit {escape(f.limit)})")
+            con.print(f"  because {f.rule} {safe(f.measure)}: {safe(f.figure)} (limit {safe(f.limit)})")
         con.print("How each figure is recomputed: --format json, field 'how' of each finding.")
-        con.print(f"[bold yellow]{escape(rep.disclaimer)}[/]", soft_wrap=True)
+        con.print(f"[bold yellow]{safe(rep.disclaimer)}[/]", soft_wrap=True)
     raise typer.Exit({"compliant": EXIT_OK, "review": EXIT_REVIEW, "non-compliant": EXIT_FOUND}[rep.verdict])

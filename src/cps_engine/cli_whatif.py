@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cps_engine.cli_common import BindingOpt, ExpireOpt, bad_input_exits, binding_config, err, fail
+from cps_engine.cli_common import (
+    BindingOpt,
+    ExpireOpt,
+    bad_input_exits,
+    binding_config,
+    cell,
+    console,
+    err,
+    fail,
+    output_file,
+    safe,
+)
 from cps_engine.money import Money
 from cps_engine.rules import DISCLAIMER
 
@@ -66,10 +76,10 @@ def render(comparison: Comparison, *, top: int = 5) -> list[Table]:
     m = comparison.metrics
     names = comparison.policies
     for cur in sorted(set(m["currency"])):
-        table = Table(title=f"Policy what-if ({cur})")
+        table = Table(title=cell(f"Policy what-if ({cur})"))
         table.add_column("")
         for name in names:
-            table.add_column(name, justify="right")
+            table.add_column(cell(name), justify="right")  # policy names come from the user's files
         for key, label, kind in _ROWS:
             cells = []
             for name in names:
@@ -80,15 +90,15 @@ def render(comparison: Comparison, *, top: int = 5) -> list[Table]:
     if len(names) >= 2 and top > 0:
         before, after = names[0], names[-1]
         deltas = comparison.deltas(before, after)
-        table = Table(title=f"Who wins, who loses: {before} → {after}")
+        table = Table(title=cell(f"Who wins, who loses: {before} → {after}"))
         for col in ("payee", before, after, "change"):
-            table.add_column(col, justify="left" if col == "payee" else "right")
+            table.add_column(cell(col), justify="left" if col == "payee" else "right")
         picked = deltas.head(top) if len(deltas) <= 2 * top else deltas.iloc[list(range(top)) +
                                                                                list(range(len(deltas) - top,
                                                                                           len(deltas)))]
         for r in picked.to_dict("records"):
             cur, delta = str(r["currency"]), int(r["delta_minor"])
-            table.add_row(str(r["payee"]), _cell(r["before_minor"], "money", cur),
+            table.add_row(cell(r["payee"]), _cell(r["before_minor"], "money", cur),
                           _cell(r["after_minor"], "money", cur),
                           f"{'+' if delta > 0 else ''}{_cell(delta, 'money', cur)} {cur}")
         tables.append(table)
@@ -113,13 +123,15 @@ def whatif(
     with bad_input_exits():
         policies = [load_policy(p) for p in policy]
         comparison = compare(events, policies, binding=config)
-    console = Console()
+    out = console()
     for table in render(comparison, top=top):
-        console.print(table)
-    console.print(f"[dim]{DISCLAIMER}[/]")
+        out.print(table)
+    out.print(f"[dim]{DISCLAIMER}[/]")
     if plot is not None:
         try:
-            comparison.plot().savefig(plot, dpi=110)
-        except (OSError, ValueError) as exc:
+            with bad_input_exits(), output_file(plot, newline=None) as fh:
+                fh.close()  # the figure is binary: written by matplotlib beside the target, then renamed
+                comparison.plot().savefig(fh.name, dpi=110, format=plot.suffix.lstrip(".") or "png")
+        except ValueError as exc:
             fail(f"--plot {plot}: {exc}")
-        err.print(f"figure -> {plot}")
+        err.print(f"figure -> {safe(plot)}")

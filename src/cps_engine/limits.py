@@ -76,14 +76,13 @@ def check_days(days: int, *, field: str = "days") -> int:
 
 
 def add_days(at: datetime, days: int, *, field: str = "days") -> datetime:
-    """``at + days`` as a typed error rather than an ``OverflowError`` when it would leave the
-    supported range (or ``datetime`` altogether)."""
+    """``at + days`` for ``|days| <= MAX_DAYS``; a typed error rather than an ``OverflowError`` when the
+    count is larger or the sum leaves ``datetime`` (a time within the supported range plus
+    :data:`MAX_DAYS` never does)."""
+    if type(days) is not int or abs(days) > MAX_DAYS:
+        raise ValueOutOfRange(f"{days!r} days is outside -{MAX_DAYS} .. {MAX_DAYS}", field=field)
     try:
-        when = at + timedelta(days=days)
+        return at + timedelta(days=days)
     except OverflowError:
         raise ValueOutOfRange(f"{at.isoformat()} + {days} days is beyond the supported range {_RANGE_TEXT}",
                               field=field) from None
-    if not MIN_TIME <= when < MAX_TIME:
-        raise ValueOutOfRange(f"{at.isoformat()} + {days} days is beyond the supported range {_RANGE_TEXT}",
-                              field=field)
-    return when

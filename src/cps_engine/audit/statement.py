@@ -39,8 +39,8 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -53,12 +53,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cps_engine.audit.merkle import leaf_hash, root_of
 from cps_engine.engine import Settlement, compute_events
-from cps_engine.errors import CpsError, InvalidMoney, InvalidRate
+from cps_engine.errors import CpsError, InvalidMoney, InvalidRate, OutputError, brief
 from cps_engine.graph import BindingConfig, BindingMode
 from cps_engine.ledger import Ledger
+from cps_engine.limits import add_days, check_time
 from cps_engine.models import Event, OrderEvent
 from cps_engine.money import CURRENCIES, Money, format_rate, parse_amount, parse_rate
 from cps_engine.policies.base import PolicyConfig
+from cps_engine.textio import CsvWriter, decode, loads_json, loads_toml, read_text, unescape_cell
 
 __all__ = [
     "FORMAT",
@@ -258,13 +260,13 @@ def parse_tz(text: str) -> tzinfo:
     if t.upper() in ("UTC", "Z"):
         return UTC
     m = _OFFSET.match(t.upper())
-    if m:
-        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
-        return timezone(-delta if m.group(1) == "-" else delta)
     try:
+        if m:
+            delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+            return timezone(-delta if m.group(1) == "-" else delta)
         return ZoneInfo(t)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidStatement(f"unknown time zone {text!r} (use UTC, +08:00 or a name such as "
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # an offset of 24h or more, a path-like name
+        raise InvalidStatement(f"unknown time zone {brief(text)} (use UTC, +08:00 or a name such as "
                                "Asia/Shanghai)", field="tz") from None
 
 
@@ -303,11 +305,16 @@ class Period:
                 last = date.fromisoformat(r.group(2)) + timedelta(days=1)
                 if last <= first:
                     raise ValueError("empty")
-        except ValueError:
-            raise InvalidStatement(f"period {text!r} is not YYYY-MM or YYYY-MM-DD..YYYY-MM-DD",
+        except (ValueError, OverflowError):
+            raise InvalidStatement(f"period {brief(text)} is not YYYY-MM or YYYY-MM-DD..YYYY-MM-DD",
                                    field="period") from None
         start = datetime(first.year, first.month, first.day, tzinfo=zone)
         end = datetime(last.year, last.month, last.day, tzinfo=zone)
+        try:  # within the supported times (cps_engine.limits)
+            check_time(start, field="period")
+            check_time(end - timedelta(microseconds=1), field="period")
+        except CpsError as exc:
+            raise InvalidStatement(exc.message, field="period") from None
         return cls(t, tz, start, end)
 
     def __contains__(self, at: object) -> bool:
@@ -475,7 +482,7 @@ class Statement:
 
     def write_csv(self, out: IO[str]) -> None:
         """Lines as CSV with a header row (:data:`LINE_FIELDS`)."""
-        writer = csv.DictWriter(out, fieldnames=LINE_FIELDS, lineterminator="\n")
+        writer = CsvWriter(out, fieldnames=LINE_FIELDS, lineterminator="\n")  # formula cells neutralised
         writer.writeheader()
         for line in self.lines:
             writer.writerow(line.as_row())
@@ -496,11 +503,23 @@ class Statement:
         if self.manifest is None:
             raise InvalidStatement("only a statement with a manifest can be written as files")
         paths = statement_paths(directory, self.manifest.period)
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        paths["json"].write_text(self.to_json(), encoding="utf-8")
-        with open(paths["csv"], "w", encoding="utf-8", newline="") as fh:
-            self.write_csv(fh)
-        paths["manifest"].write_text(self.manifest_json(), encoding="utf-8")
+        texts = {"json": self.to_json(), "csv": self.to_csv(), "manifest": self.manifest_json()}
+        partial = {k: p.with_name(f".{p.name}.{os.getpid()}.partial") for k, p in paths.items()}
+        current = Path(directory)
+        try:  # all three files appear, or none changes
+            current.mkdir(parents=True, exist_ok=True)
+            for k, text in texts.items():
+                current = paths[k]
+                with open(partial[k], "w", encoding="utf-8", newline="") as fh:
+                    fh.write(text)
+            for k in texts:
+                current = paths[k]
+                os.replace(partial[k], paths[k])
+        except OSError as exc:
+            raise OutputError(f"cannot write {current}: {exc.strerror or exc}") from None
+        finally:
+            for p in partial.values():
+                p.unlink(missing_ok=True)
         return paths
 
 
@@ -519,7 +538,7 @@ def statement_paths(directory: str | Path, period: str) -> dict[str, Path]:
 def _state(order: OrderEvent, hold_days: int | None, as_of: datetime | None) -> str:
     if hold_days is None:
         return "accrued"
-    if as_of is not None and order.at + timedelta(days=hold_days) <= as_of:
+    if as_of is not None and add_days(order.at, hold_days, field="hold_days") <= as_of:
         return "available"
     return "pending"
 
@@ -763,12 +782,14 @@ class ColumnMap:
     def load(cls, path: str | Path) -> ColumnMap:
         """Read a column map from a ``.toml`` or ``.json`` file."""
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-            data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidStatement(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'}: {exc}",
-                                   field="columns") from None
+        try:  # UTF-8 (a BOM dropped), strict JSON (no duplicate keys, bounded nesting) or TOML
+            text = read_text(p, error=InvalidStatement)
+            data = (loads_json(text, source=str(p), error=InvalidStatement) if p.suffix.lower() == ".json"
+                    else loads_toml(text, source=str(p), error=InvalidStatement))
+        except CpsError as exc:
+            raise InvalidStatement(exc.message, field=exc.field or "columns", line=exc.line) from None
+        if not isinstance(data, Mapping):
+            raise InvalidStatement(f"{p}: a column map is a table (an object)", field="columns")
         return cls.from_mapping(data)
 
     @classmethod
@@ -973,7 +994,14 @@ def _sniff_delimiter(sample: str) -> str:
 def _read_csv(path: Path, cmap: ColumnMap, currency_of: Callable[[str], str | None] | None,
               ) -> tuple[list[StatementLine], list[int]]:
     try:
-        text = path.read_text(encoding=cmap.encoding)
+        if cmap.encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8"):
+            try:
+                text = decode(path.read_bytes(), str(path), error=InvalidStatement)  # names line and byte offset
+            except InvalidStatement as bad:
+                raise InvalidStatement(f"{bad.message}; set encoding=gbk (or the file's encoding) in the column map",
+                                       field="encoding", line=bad.line) from None
+        else:
+            text = path.read_text(encoding=cmap.encoding)
     except UnicodeDecodeError as exc:
         raise InvalidStatement(f"{path}: not {cmap.encoding} text ({exc.reason}); set encoding=gbk (or the "
                                "file's encoding) in the column map", field="encoding") from None
@@ -995,7 +1023,8 @@ def _read_csv(path: Path, cmap: ColumnMap, currency_of: Callable[[str], str | No
                 continue
             if len(row) != len(headers):
                 raise InvalidStatement(f"{len(row)} cells for {len(headers)} headers", line=start)
-            records.append((start, dict(zip(headers, row, strict=True))))
+            # undo the formula-cell escaping of CsvWriter (a quote before = + - @ ...): exact round trip
+            records.append((start, dict(zip(headers, map(unescape_cell, row), strict=True))))
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidStatement(f"{path}: not readable CSV: {exc}", line=reader.line_num) from None
@@ -1003,12 +1032,9 @@ def _read_csv(path: Path, cmap: ColumnMap, currency_of: Callable[[str], str | No
 
 
 def _read_json_doc(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"), parse_float=_no_float)
-    except json.JSONDecodeError as exc:
-        raise InvalidStatement(f"{path}: not valid JSON: {exc.msg}", line=exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise InvalidStatement(f"{path}: not UTF-8 JSON ({exc.reason})") from None
+    # UTF-8 (a BOM dropped, bad bytes located), no duplicate keys, bounded nesting, floats kept as text
+    return loads_json(read_text(path, error=InvalidStatement), source=str(path), error=InvalidStatement,
+                      parse_float=_no_float)
 
 
 class _FloatInJson(str):
