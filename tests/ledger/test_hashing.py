@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cps_engine.ledger import Ledger
+from cps_engine.ledger import Ledger, hashing
 from cps_engine.ledger.hashing import GENESIS, chain_hash, encode_entry, fold_chain, merkle_root, payload_hash
 from tests.ledger.conftest import MakeLedger
 from tests.ledger.helpers import POLICY, order, payout, refund, share
@@ -137,3 +139,13 @@ def test_truncation_is_caught_by_a_published_head() -> None:
     led = _tampered("DELETE FROM cps_entries WHERE seq >= 7")  # the whole last posting
     assert led.verify().ok
     assert led.chain_head() != head
+
+
+_entry_values = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=12))
+
+
+@given(st.fixed_dictionaries({}, optional={name: _entry_values for name in (
+    "seq", "event", "kind", "account", "payee", "currency", "amount", "order", "revision", "line", "level", "rate",
+    "config_hash")} | {"effective_us": st.integers(0, 2**48), "available_us": st.none() | st.integers(0, 2**48)}))
+def test_fixed_format_encoder_writes_the_json_encoders_bytes(entry: dict[str, object]) -> None:
+    assert hashing.encode_entry(entry) == hashing.encode_entry_reference(entry)

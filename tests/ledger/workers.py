@@ -61,10 +61,10 @@ def concurrent_worker(target: str, prefix: str, payloads: Events, policy: dict[s
 
 def _broken_flush(self: Any) -> None:
     """A ledger that commits each table as soon as it is written: NOT all-or-nothing."""
-    for (table, stmt), rows in zip(self.sql.inserts, (self.rows_events, self.rows_orders, self.rows_refunds,
-                                                      self.rows_entries), strict=True):
+    for (table, text, cols), rows in zip(self.sql.inserts, (self.rows_events, self.rows_orders, self.rows_refunds,
+                                                             self.rows_entries), strict=True):
         if rows:
-            self.conn.execute(stmt, rows)
+            self.conn.exec_driver_sql(text, [r if isinstance(r, tuple) else tuple(r[c] for c in cols) for r in rows])
             rows.clear()
             self.conn.exec_driver_sql("COMMIT")
             self.conn.exec_driver_sql("BEGIN IMMEDIATE")

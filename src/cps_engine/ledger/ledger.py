@@ -27,12 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
-from cps_engine.engine import compute
+from cps_engine.engine import CommissionLine, compute
 from cps_engine.errors import (
     CpsError,
     IdempotencyConflict,
@@ -61,6 +61,7 @@ from cps_engine.models import (
     OrderEvent,
     PayoutEvent,
     RefundEvent,
+    RoleEvent,
     ShareEvent,
     parse_event,
 )
@@ -86,7 +87,9 @@ __all__ = [
     "sqlite_engine",
 ]
 
-_RANK = {"share": 0, "bind": 1, "order": 2, "refund": 3, "payout": 4}
+_RANK = {"share": 0, "bind": 1, "order": 2, "refund": 3, "payout": 4, "role": 5}
+ENTRY_COLUMNS: Final = ("seq", "event_seq", "kind", "account", "payee", "currency", "amount", "order_id", "revision",
+                        "line", "level", "rate", "config_hash", "effective_us", "available_us", "hash")
 #: the share graph of each database (engine) and table prefix, shared by the ledgers of this process
 _GRAPHS: weakref.WeakKeyDictionary[sa.Engine, dict[str, LedgerGraph]] = weakref.WeakKeyDictionary()
 _MIN_US = -(2**62)
@@ -103,13 +106,21 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """The outcome of recording one event; ``released`` lists parked events it let through."""
+    """The outcome of recording one event.
+
+    ``released`` lists the parked events it let through; ``lines`` are the commission lines of an
+    applied order, with their provenance (the engine's :class:`~cps_engine.engine.CommissionLine`);
+    ``legs`` every commission leg the call posted (its own, and those of restated or released
+    events), so a caller can see each balance it changed.
+    """
 
     kind: str
     id: str
     outcome: Outcome
     reason: str | None = None
     released: tuple[tuple[str, str], ...] = ()
+    lines: tuple[CommissionLine, ...] = ()
+    legs: tuple[Leg, ...] = ()
 
 
 @dataclass
@@ -286,6 +297,7 @@ class _OrderPlan:
     awards: tuple[Award, ...]
     base: int
     amounts: list[int]  # per award on the gross base
+    lines: tuple[CommissionLine, ...]  # the engine's lines, with provenance
 
 
 _Plan = _Park | _OrderPlan | tuple[_OrderState, int] | int | None
@@ -386,7 +398,7 @@ class Ledger:
         qualified = f"{schema or ''}.{prefix}"
         self._lock_key = int.from_bytes(hashlib.sha256(f"cps_engine.ledger:{qualified}".encode()).digest()[:8],
                                         "big", signed=True)
-        self._sql = _Sql(self.tables, self.dialect, self._lock_key)
+        self._sql = _Sql(self.tables, (self._engine or self._conn).dialect, self._lock_key)  # type: ignore[union-attr]
         self._graph_key = (qualified, self._engine if self._engine is not None else self._conn.engine)  # type: ignore[union-attr]
         self._terms: list[TermsVersion] = []
         self._terms_starts: list[int] = []
@@ -595,9 +607,11 @@ class Ledger:
                 released = self._cascade(tx, [f"share:{ev.id}"])
                 return Recorded(ev.type, ev.id, Outcome.REJECTED, plan.reason, tuple(released))
             return Recorded(ev.type, ev.id, Outcome.PARKED if plan.waits_for else Outcome.REJECTED, plan.reason)
+        mark = len(tx.legs)
         keys = self._apply(tx, seq, ev, plan)
         released = self._cascade(tx, keys)
-        return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released))
+        lines = plan.lines if isinstance(plan, _OrderPlan) else ()
+        return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released), lines, tuple(tx.legs[mark:]))
 
     def _fault(self, stage: str) -> None:
         if self.fault_hook is not None:
@@ -645,7 +659,7 @@ class Ledger:
             if j < len(lines) and (lines[j].payee, lines[j].level, lines[j].rate) == (a.payee, a.level, a.rate):
                 amounts[i] = lines[j].amount.minor
                 j += 1
-        return _OrderPlan(terms, settlement.awards, settlement.gross_base, amounts)
+        return _OrderPlan(terms, settlement.awards, settlement.gross_base, amounts, settlement.lines)
 
     def _plan_refund(self, tx: _Tx, ev: RefundEvent) -> _Park | tuple[_OrderState, int]:
         st = tx.order_state(ev.order)
@@ -693,6 +707,8 @@ class Ledger:
         if isinstance(ev, RefundEvent):
             assert isinstance(plan, tuple)
             return self._apply_refund(tx, seq, ev, plan[0], plan[1])
+        if isinstance(ev, RoleEvent):  # kept for the compliance report; posts nothing
+            return []
         assert isinstance(ev, PayoutEvent) and isinstance(plan, int)
         minor = parse_amount(ev.amount, ev.currency)
         tx.post(seq, ev, payout_legs(ev.payee, ev.currency, minor, plan, to_micros(ev.at)))
@@ -1022,11 +1038,31 @@ def _entry(r: Any) -> Entry:
                  r.rate, r.config_hash, r.hash)
 
 
+def _raw_insert(table: sa.Table, dialect: sa.Dialect) -> tuple[str, tuple[str, ...]]:
+    """``INSERT`` text for the driver's ``executemany`` with positional parameters (tuples), and the
+    column order of those tuples."""
+    prep = dialect.identifier_preparer
+    cols = tuple(c.name for c in table.columns)
+    style = dialect.paramstyle
+    if style == "qmark":
+        marks = ["?"] * len(cols)
+    elif style in ("format", "pyformat"):
+        marks = ["%s"] * len(cols)
+    elif style == "numeric":
+        marks = [f":{i + 1}" for i in range(len(cols))]
+    else:  # pragma: no cover - no supported driver uses named parameters only
+        raise InvalidPolicyConfig(f"unsupported driver parameter style {style!r}", field="store")
+    text = (f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.quote(c) for c in cols)}) "
+            f"VALUES ({', '.join(marks)})")
+    return text, cols
+
+
 class _Sql:
     """Statements of the write path, built once per ledger (building a Core statement costs more than
     running it on SQLite)."""
 
-    def __init__(self, t: LedgerTables, dialect: str, lock_key: int) -> None:
+    def __init__(self, t: LedgerTables, dialect_obj: sa.Dialect, lock_key: int) -> None:
+        dialect = dialect_obj.name
         bp = sa.bindparam
         ev, en, o, r, p = t.events, t.entries, t.orders, t.refunds, t.parked
         if dialect == "postgresql":
@@ -1045,7 +1081,10 @@ class _Sql:
             ev.c.kind == bp("kind"), ev.c.event_id.in_(bp("ids", expanding=True)))
         self.lookup = sa.select(ev.c.seq, ev.c.payload_hash).where(ev.c.kind == bp("kind"), ev.c.event_id == bp("id"))
         self.payload = sa.select(ev.c.payload).where(ev.c.seq == bp("seq"))
-        self.inserts = [(ev, ev.insert()), (o, o.insert()), (r, r.insert()), (en, en.insert())]
+        # the bulk inserts go straight to the driver as tuples (SQLAlchemy's per-row parameter
+        # processing of dict rows cost more than the database on SQLite)
+        self.inserts = [(table, *_raw_insert(table, dialect_obj)) for table in (ev, o, r, en)]
+        assert self.inserts[3][2] == ENTRY_COLUMNS, "Tx.post builds entry rows in this column order"
         self.order_row = (sa.select(o).where(o.c.order_id == bp("order")).order_by(o.c.revision.desc()).limit(1))
         self.order_refunds = sa.select(r.c.at_us, r.c.refund_id, r.c.amount_minor).where(r.c.order_id == bp("order"))
         self.order_posted = (sa.select(en.c.line, sa.func.sum(en.c.amount))
@@ -1090,7 +1129,9 @@ class _Tx:
         self.rows_events: list[dict[str, Any]] = []
         self.rows_orders: list[dict[str, Any]] = []
         self.rows_refunds: list[dict[str, Any]] = []
-        self.rows_entries: list[dict[str, Any]] = []
+        self.rows_entries: list[tuple[Any, ...]] = []
+        #: commission legs posted in this transaction, in order (what ``Recorded.legs`` reports)
+        self.legs: list[Leg] = []
 
     def start(self) -> None:
         conn = self.conn
@@ -1152,18 +1193,19 @@ class _Tx:
     def post(self, event_seq: int, ev: Event, legs: Sequence[Leg]) -> None:
         key = f"{ev.type}:{ev.id}"
         all_legs = [leg for leg in legs if leg.amount] + merchant_legs(legs)
+        rows = self.rows_entries
+        self.legs += [leg for leg in legs if leg.amount and leg.payee is not None]
         for leg in all_legs:
             self.head_seq += 1
-            d = leg.as_dict()
-            d["seq"] = self.head_seq
-            d["event"] = key
-            self.head_hash = chain_hash(self.head_hash, d)
-            self.rows_entries.append({
-                "seq": self.head_seq, "event_seq": event_seq, "kind": leg.kind, "account": leg.account,
-                "payee": leg.payee, "currency": leg.currency, "amount": leg.amount, "order_id": leg.order,
-                "revision": leg.revision, "line": leg.line, "level": leg.level, "rate": leg.rate,
-                "config_hash": leg.config_hash, "effective_us": leg.effective_us, "available_us": leg.available_us,
-                "hash": self.head_hash})
+            seq = self.head_seq
+            self.head_hash = h = chain_hash(self.head_hash, {
+                "seq": seq, "event": key, "kind": leg.kind, "account": leg.account, "payee": leg.payee,
+                "currency": leg.currency, "amount": leg.amount, "effective_us": leg.effective_us,
+                "available_us": leg.available_us, "order": leg.order, "revision": leg.revision, "line": leg.line,
+                "level": leg.level, "rate": leg.rate, "config_hash": leg.config_hash})
+            rows.append((seq, event_seq, leg.kind, leg.account, leg.payee, leg.currency, leg.amount, leg.order,
+                         leg.revision, leg.line, leg.level, leg.rate, leg.config_hash, leg.effective_us,
+                         leg.available_us, h))  # the entries table's column order (checked in _Sql)
         if all_legs:
             self.ledger._fault("post")
 
@@ -1177,10 +1219,11 @@ class _Tx:
                                   "amount_minor": minor})
 
     def flush(self) -> None:
-        for (table, stmt), rows in zip(self.sql.inserts, (self.rows_events, self.rows_orders, self.rows_refunds,
-                                                          self.rows_entries), strict=True):
+        pending: tuple[list[Any], ...] = (self.rows_events, self.rows_orders, self.rows_refunds, self.rows_entries)
+        for (table, text, cols), rows in zip(self.sql.inserts, pending, strict=True):
             if rows:
-                self.conn.execute(stmt, rows)
+                self.conn.exec_driver_sql(text, [row if isinstance(row, tuple) else tuple(row[c] for c in cols)
+                                                 for row in rows])
                 rows.clear()
                 self.ledger._fault(f"flush:{table.name[len(self.t.prefix):]}")
 
