@@ -35,8 +35,10 @@ from cps_engine.money import Money, Rounding, format_rate, parse_rate
 
 if TYPE_CHECKING:
     from cps_engine.graph.chains import Chain, Link
+    from cps_engine.policies.plan import Plan
 
 T = TypeVar("T")
+_UNSET: Any = object()
 
 __all__ = [
     "Award",
@@ -351,9 +353,26 @@ class PolicyConfig(BaseModel):
         return self.name or self.kind
 
     # ---------------------------------------------------------------- the contract
-    def awards(self, chain: Chain, order: OrderView) -> list[Award]:  # pragma: no cover - abstract
-        """Who gets what fraction of ``order.base``; implemented by each policy."""
-        raise NotImplementedError
+    def awards(self, chain: Chain, order: OrderView) -> list[Award]:
+        """Who gets what fraction of ``order.base``: the compiled plan's awards; a policy without a
+        plan implements this itself."""
+        plan = self.compiled()
+        if plan is None:  # pragma: no cover - abstract
+            raise NotImplementedError
+        return plan.awards(chain, order)
+
+    def plan(self) -> Plan | None:
+        """This policy as a :class:`~cps_engine.policies.plan.Plan` (who is paid at which exact rate,
+        cap, pool split, eligibility, rate precedence), or None when it has none: then ``awards``
+        is the whole story and the batch engine computes it one order at a time."""
+        return None
+
+    def compiled(self) -> Plan | None:
+        """:meth:`plan`, built once per config (memoised on the instance)."""
+        memo = self.__dict__.get("_cps_plan", _UNSET)
+        if memo is _UNSET:
+            memo = self.__dict__["_cps_plan"] = self.plan()
+        return memo  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- helpers for policies
     def is_eligible(self, payee: str) -> bool:

@@ -10,14 +10,12 @@ are all scaled down by the same factor, so the order costs at most ``cap`` of it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from cps_engine.policies.base import Award, OrderView, PolicyConfig, Spec
-
-if TYPE_CHECKING:
-    from cps_engine.graph.chains import Chain
+from cps_engine.policies.base import PolicyConfig, Spec
+from cps_engine.policies.plan import Plan
 
 __all__ = ["CappedMultilevel"]
 
@@ -32,5 +30,5 @@ class CappedMultilevel(PolicyConfig):
     def max_depth(self) -> int:
         return len(self.rates)
 
-    def awards(self, chain: Chain, order: OrderView) -> list[Award]:
-        return self.capped_level_awards(chain, order, self.rates)
+    def plan(self) -> Plan:
+        return Plan(self, "levels", tuple(self.rates), len(self.rates))

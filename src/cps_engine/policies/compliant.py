@@ -17,16 +17,14 @@ cps_engine.errors.ComplianceViolation: field 'rates': [CN-DEPTH] profile 'cn' al
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from cps_engine.errors import ComplianceViolation
-from cps_engine.policies.base import Award, OrderView, PolicyConfig, Rate, Spec
+from cps_engine.policies.base import PolicyConfig, Rate, Spec
+from cps_engine.policies.plan import Gate, Plan
 from cps_engine.rules import PROFILES, Profile
-
-if TYPE_CHECKING:
-    from cps_engine.graph.chains import Chain
 
 __all__ = ["Compliant"]
 
@@ -90,14 +88,6 @@ class Compliant(PolicyConfig):
     def max_depth(self) -> int:
         return len(self.rates)
 
-    def awards(self, chain: Chain, order: OrderView) -> list[Award]:
-        lines = order.event.lines
-        if self.entry_skus and lines and any(line.sku in self.entry_skus for line in lines):
-            return []  # CN-FEE: an entry purchase earns nobody anything
-        if chain.buyer_is_participant():  # CN-SELF
-            if self.self_purchase_rate and self.is_eligible(order.buyer):
-                return self.capped([Award(order.buyer, 1, self.self_purchase_rate,
-                                          "self-purchase rebate (CN-SELF)", (order.id,))])
-            return []
-        return self.capped(self.level_awards(chain, order, self.rates))
-
+    def plan(self) -> Plan:
+        return Plan(self, "levels", tuple(self.rates), len(self.rates),
+                    gate=Gate(self.entry_skus, self.self_purchase_rate))

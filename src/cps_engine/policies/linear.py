@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
 from cps_engine.policies.base import OrderView
+from cps_engine.policies.plan import Weights
 from cps_engine.policies.pool import PoolPolicy
 
 if TYPE_CHECKING:
@@ -21,6 +22,9 @@ __all__ = ["Linear"]
 
 class Linear(PoolPolicy):
     kind: Literal["linear"] = "linear"
+
+    def plan_weights(self) -> Weights:
+        return Weights("equal")
 
     def weights(self, chain: Chain, order: OrderView, links: Sequence[Link]) -> list[Fraction]:
         return [Fraction(1)] * len(links)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from cps_engine.policies.base import Award, OrderView, PolicyConfig, Spec
+from cps_engine.policies.plan import Plan, Weights
 
 if TYPE_CHECKING:
     from cps_engine.graph.chains import Chain, Link
@@ -30,7 +31,21 @@ class PoolPolicy(PolicyConfig):
         """Non-negative weights, one per link (nearest first); normalised by the caller."""
         raise NotImplementedError  # pragma: no cover
 
+    def plan_weights(self) -> Weights | None:
+        """The built-in weighting as data (None: ``weights`` is this class's own, computed per order)."""
+        return None
+
+    def plan(self) -> Plan | None:
+        weights = self.plan_weights()
+        if weights is None:
+            return None
+        return Plan(self, "pool", (self.rate,), self.max_depth, rule=f"{self.kind} share of pool, ",
+                    weights=weights, pool=self.kind)
+
     def awards(self, chain: Chain, order: OrderView) -> list[Award]:
+        plan = self.compiled()
+        if plan is not None:
+            return plan.awards(chain, order)
         found = self.levels(chain, self.max_depth)
         if not found:
             return []

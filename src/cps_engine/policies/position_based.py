@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import model_validator
 
 from cps_engine.policies.base import OrderView, Rate
+from cps_engine.policies.plan import Weights
 from cps_engine.policies.pool import PoolPolicy
 
 if TYPE_CHECKING:
@@ -36,11 +37,9 @@ class PositionBased(PoolPolicy):
             raise ValueError("first + middle + last must add up to 100%")
         return self
 
+    def plan_weights(self) -> Weights:
+        return Weights("position", first=self.first, middle=self.middle, last=self.last)
+
     def weights(self, chain: Chain, order: OrderView, links: Sequence[Link]) -> list[Fraction]:
-        k = len(links)
-        if k == 1:
-            return [Fraction(1)]
-        if k == 2:  # links are nearest first: [last, first]
-            return [self.last, self.first]
-        mid = self.middle / (k - 2)
-        return [self.last] + [mid] * (k - 2) + [self.first]
+        w = self.plan_weights()  # links are nearest first: [last, middle..., first]
+        return [w.of(len(links), i) for i in range(len(links))]

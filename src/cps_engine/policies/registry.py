@@ -54,8 +54,8 @@ def register(cls: type[PolicyConfig], *, replace: bool = False) -> type[PolicyCo
     """Register a policy class (usable as a decorator).  Checks it is a real policy."""
     if not isinstance(cls, type) or not issubclass(cls, PolicyConfig):
         raise PolicyRegistrationError(f"{cls!r} is not a PolicyConfig subclass")
-    if cls.awards is PolicyConfig.awards:
-        raise PolicyRegistrationError(f"{cls.__name__} does not implement awards(chain, order)")
+    if cls.awards is PolicyConfig.awards and cls.plan is PolicyConfig.plan:
+        raise PolicyRegistrationError(f"{cls.__name__} implements neither awards(chain, order) nor plan()")
     kind = _kind_of(cls)
     if kind in _KINDS and _KINDS[kind] is not cls and not replace:
         raise PolicyRegistrationError(f"policy kind {kind!r} is already registered by {_KINDS[kind].__name__}")

@@ -10,15 +10,14 @@ Decimal('7')
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from cps_engine.graph.binding import to_micros
 from cps_engine.models import ExactDecimal
 from cps_engine.policies.base import OrderView
+from cps_engine.policies.plan import Weights
 from cps_engine.policies.pool import PoolPolicy
 
 if TYPE_CHECKING:
@@ -33,14 +32,10 @@ class TimeDecay(PoolPolicy):
     kind: Literal["time_decay"] = "time_decay"
     half_life_days: ExactDecimal = Field(gt=0)
 
+    def plan_weights(self) -> Weights:
+        return Weights("decay", half_life_us=self.half_life_days * _DAY_US)
+
     def weights(self, chain: Chain, order: OrderView, links: Sequence[Link]) -> list[Fraction]:
-        t = to_micros(order.at)
-        half = self.half_life_days * _DAY_US
-        out = []
-        with localcontext() as ctx:
-            ctx.prec = 28
-            for link in links:
-                # the buyer's own link (self-purchase) joined the chain with the order: age 0
-                age = 0 if link.via == chain.order_id else max(0, t - to_micros(chain.time_of(link)))
-                out.append(Fraction(Decimal(2) ** (-Decimal(age) / half)))
-        return out
+        plan = self.compiled()
+        assert plan is not None
+        return plan.pool_weights(chain, order, links)
