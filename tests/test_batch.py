@@ -281,10 +281,10 @@ def test_rounding_up_that_would_overpay_is_trimmed_like_the_engine() -> None:
 
 def test_amounts_beyond_int64_products_stay_exact() -> None:
     """base × numerator overflows int64: the exact Python-integer path takes over."""
-    big = "90000000000000000.00"  # 9e18 minor units: fits int64, base × p does not
+    big = "10000000000000.00"  # 10**15 minor units, the per-event maximum: base × p overflows int64
     evs = _events(_share("s1", "amy", None, 0), _share("s2", "bob", "s1", 1), _order("o1", "cy", "s2", big, 5))
     for rounding in ("down", "half_even"):
-        policy = load_policy({"kind": "capped_multilevel", "rates": ["1/3", "2/7"], "cap": "3/11",
+        policy = load_policy({"kind": "capped_multilevel", "rates": ["12345679/100000000", "2/7"], "cap": "3/11",
                               "rounding": rounding})
         assert rows(compute_batch(evs, None, policy)) == reference(evs, policy)
 

@@ -40,6 +40,7 @@ from cps_engine.limits import MAX_DAYS
 __all__ = [
     "EXIT_SIGPIPE",
     "EXIT_UNUSABLE",
+    "UNSAFE",
     "BindingOpt",
     "ExpireOpt",
     "bad_input_exits",
@@ -67,7 +68,7 @@ ExpireOpt = Annotated[int | None, typer.Option("--expire-days", min=0, max=MAX_D
 
 #: C0 controls (tab and newline included), DEL, C1 controls, bidi marks, overrides and isolates,
 #: line/paragraph separators: shown escaped, never sent to the terminal
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _visible(m: re.Match[str]) -> str:
@@ -80,8 +81,8 @@ def clean(value: object, *, newlines: bool = False) -> str:
     (``newlines``: keep line breaks, for multi-line messages of our own)."""
     text = str(value)
     if newlines:
-        return "\n".join(_UNSAFE.sub(_visible, line) for line in text.split("\n"))
-    return _UNSAFE.sub(_visible, text)
+        return "\n".join(UNSAFE.sub(_visible, line) for line in text.split("\n"))
+    return UNSAFE.sub(_visible, text)
 
 
 def safe(value: object, *, newlines: bool = False) -> str:
@@ -102,7 +103,7 @@ def defang(renderable: Any) -> Any:
         return cell(renderable)
     if isinstance(renderable, Text):
         plain = renderable.plain
-        return renderable if not _UNSAFE.search(plain) else Text(clean(plain), style=renderable.style)
+        return renderable if not UNSAFE.search(plain) else Text(clean(plain), style=renderable.style)
     if isinstance(renderable, Group):
         return Group(*(defang(r) for r in renderable.renderables))
     if isinstance(renderable, Table):
