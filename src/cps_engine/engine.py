@@ -1,6 +1,6 @@
 """Awards -> money: the one place rates become minor units.
 
-Rules (shared/DESIGN.md, "Money"):
+Rules (docs/design.md, "Money"):
 
 - a line is ``round(base × rate)`` with the policy's one rounding mode (default ``down``);
 - awards that split a pool are rounded once as a pool and split exactly by largest remainder,

@@ -15,7 +15,7 @@ Metrics (money in integer minor units; ratios as ``Decimal`` rounded half-even t
   (Gini coefficient of payouts over the payees);
 - ``lines``, ``lines_level_1``, ``lines_level_2``, ``lines_level_3plus``, ``max_level`` (the
   deepest level paid — CN-DEPTH);
-- compliance indicators (shared/docs/COMPLIANCE.md): ``self_purchase_share`` (commission on orders
+- compliance indicators (docs/compliance.md): ``self_purchase_share`` (commission on orders
   bought by participants — people who shared or have a bound downline; CN-SELF, US-INTERNAL),
   ``beyond_level_2_share`` (commission paid at level 3 or deeper; CN-DEPTH), ``no_direct_sales_share``
   (commission to payees with no direct sale — no order whose nearest link is them; US-DOWNLINE,

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cps_engine.ledger import Ledger, sqlite_engine
-from cps_engine.ledger import ledger as ledger_module
+from cps_engine.ledger import store as store_module
 from cps_engine.models import event_to_json, parse_event
 
 Events = list[str]  # canonical JSON payloads (picklable, fork-safe)
@@ -97,7 +97,7 @@ def crash_child(path: str, payloads: Events, policy: dict[str, Any], hold: int, 
     if mode in ("hooks", "broken"):
         led.fault_hook = hit
     if mode == "broken":
-        ledger_module._Tx.flush = _broken_flush  # type: ignore[method-assign]
+        store_module.UnitOfWork.flush = _broken_flush  # type: ignore[method-assign]
     events = load(payloads)
     record: Callable[[list[Any]], object] = (lambda evs: led.record(evs[0])) if batch == 1 else (
         lambda evs: led.record_many(evs, batch_size=batch))

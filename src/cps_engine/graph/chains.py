@@ -2,7 +2,7 @@
 
 A :class:`Chain` never materialises more than a policy asks for: :meth:`Chain.walk` yields links
 nearest-first and stops when the policy stops; :meth:`Chain.first` answers "who is ``chain[0]``"
-in O(1) from cached roots when the path has no repeated person.  Rules (shared/DESIGN.md):
+in O(1) from cached roots when the path has no repeated person.  Rules:
 
 - each person appears once, at the occurrence nearest the buyer;
 - the buyer is removed, unless self-purchase earns: then the buyer is level 1 and the others shift

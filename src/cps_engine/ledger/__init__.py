@@ -4,8 +4,15 @@
 payout) into SQLite (``Ledger.open("commissions.db", policy=...)``), PostgreSQL or MariaDB/MySQL
 (any SQLAlchemy 2 engine, or a connection inside the caller's own transaction).
 
-Design (decided here; see also shared/DESIGN.md "Ledger")
----------------------------------------------------------
+Design (decided here)
+---------------------
+**Modules.**  ``types`` (the public value types), ``planner`` (a pure planner: what to post for one
+event, from the state it reads through the small ``Store`` interface), ``store`` (the SQL statements
+and the unit of work of one write transaction: the one place that speaks SQL on the write path),
+``ledger`` (the thin :class:`Ledger` facade: set-up, terms, queries), ``graphs`` (what the ledger
+adds to the one appendable share graph), ``postings`` (pure posting rules), ``hashing`` (canonical
+encodings and the chain), ``statement`` (a pure function of a payee's entries).
+
 **Entries.**  Every applied event posts legs that balance per currency (``postings``): an order's
 lines are ``+x`` on each payee's ``commission`` account against ``-x`` on the merchant's ``expense``;
 a refund posts the difference between the lines on the old and the new net base; a payout of ``A``
@@ -25,8 +32,10 @@ may go negative (clawback) until later commissions offset it.  So ``pending``, `
 when what they wait for arrives, in (time, type, id) order): an order whose share (or an ancestor
 share) is unknown, a refund of an unknown order, a payout larger than the available balance (retried
 whenever the payee earns).  Events that can never apply are **rejected** and kept with the reason:
-a refund beyond what was paid, a payout below the minimum, an order through a share the graph
-refuses.  ``record(event, strict=True)`` (and :meth:`Ledger.request_payout`) raise the typed error
+a refund beyond what was paid, a payout below the minimum, a share or bind the graph refuses (a
+share re-shared from itself, dated before its parent or re-shared from a refused share; a bind that
+would close a loop of uplines at its time), an order through a refused share.  A re-share whose
+parent has not arrived is parked until it does.  ``record(event, strict=True)`` (and :meth:`Ledger.request_payout`) raise the typed error
 instead (:class:`InsufficientBalance`, :class:`BelowMinimumPayout`, ``UnknownReference``,
 ``InvalidEvent``) and store nothing.
 
@@ -37,9 +46,12 @@ payload: :class:`~cps_engine.errors.IdempotencyConflict`, nothing changes (a bat
 nothing).
 
 **Arrival order does not change the result.**  An order's chain is computed from the share graph
-*as of the order's time* (``graphs``): its share path (path-local, cached per share), the binding
-store read at the order's time (appended in place while binds arrive in time order), and
-participation (shared, or had a downline, at or before the order).  When a share or bind dated at
+*as of the order's time* by the one appendable share graph (``graphs``): its share path, the binding
+history read at the order's time, and participation (shared, or had a downline, at or before the
+order).  The graph is kept per database and table prefix in the process, shared by every ``Ledger``
+object opened on the same engine (a backend that builds ``Ledger(connection)`` per request pays
+nothing for it), and caught up by sequence number: only rows written since it last looked are
+read.  A bind dated before binds already applied replays only the binds of the users it can affect.  When a share or bind dated at
 or before orders already applied arrives late, those orders are recomputed and, if their awards
 changed, *restated*: the current revision's legs are reversed at their own times and the order's
 whole life (accrual, then each refund in time order) is posted again as a new revision; the same

@@ -24,12 +24,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import IO, TYPE_CHECKING, Any
 
 from cps_engine.ledger.hashing import canonical_json, iso_us, merkle_root
+from cps_engine.ledger.types import ChainHead, Entry, as_micros
 from cps_engine.money import Money
 
 if TYPE_CHECKING:
-    from cps_engine.ledger.ledger import Entry, Ledger
+    from cps_engine.ledger.ledger import Ledger
 
-__all__ = ["STATES", "Statement", "StatementLine", "build_statement", "movements"]
+__all__ = ["STATES", "Statement", "StatementLine", "build_statement", "movements", "statement_of"]
 
 STATES = ("pending", "available", "paid", "fee")
 CSV_COLUMNS = ("at", "kind", "event", "order", "level", "rate", "config_hash", "currency", "pending", "available",
@@ -175,23 +176,28 @@ def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end
     >>> st.closing, st.balanced()
     ({'CNY': {'pending': 0, 'available': 500, 'paid': 0, 'fee': 0}}, True)
     """
-    from cps_engine.ledger.ledger import as_micros
-
     s, e = as_micros(start, default_now=False), as_micros(end, default_now=False)
+    return statement_of(ledger.entries(payee=payee, end=e), payee, s, e, chain_head=ledger.chain_head(),
+                        rounding=sorted({t.policy.rounding.value for t in ledger.terms}))
+
+
+def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: int, *, chain_head: ChainHead,
+                 rounding: Iterable[str]) -> Statement:
+    """The statement of ``payee`` for ``[start_us, end_us)``: a pure function of the payee's entries
+    up to ``end_us`` (what :func:`build_statement` reads from a ledger) and the manifest facts."""
+    s, e = start_us, end_us
     if e <= s:
         raise ValueError("a statement period must end after it starts")
-    entries = ledger.entries(payee=payee, end=e)
     all_moves = movements(entries)
     lines = [m for m in all_moves if s <= m.at_us < e]
     try:
         lib = version("cps-engine")
     except PackageNotFoundError:  # pragma: no cover
         lib = "0.0.0"
-    head = ledger.chain_head()
     manifest = {
-        "chain_head": {"seq": head.seq, "hash": head.hash},
+        "chain_head": {"seq": chain_head.seq, "hash": chain_head.hash},
         "config_hashes": sorted({m.config_hash for m in lines if m.config_hash}),
-        "rounding": sorted({t.policy.rounding.value for t in ledger.terms}),
+        "rounding": sorted(set(rounding)),
         "library_version": lib,
     }
     return Statement(payee, s, e, lines, _balances(all_moves, s), _balances(all_moves, e), manifest)

@@ -1,0 +1,383 @@
+"""The planner: what to post for one event, decided from the state it reads through a small store
+interface (:class:`Store`), never from SQL.  It holds no state of its own: the share graph and the
+terms come from the ledger that owns it, and every write goes through the store's unit of work
+(buffered rows, flushed at commit).
+
+The rules it applies (see :mod:`cps_engine.ledger` for the lifecycle): an order posts its accrual on
+the gross base with the rate snapshot taken at its time; a refund recomputes the lines on the new net
+base and posts the difference; a late share, bind or refund restates the order's life so the result
+equals delivery in time order; parked events are released when what they wait for is applied.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cps_engine.engine import CommissionLine, compute
+from cps_engine.errors import (
+    CpsError,
+    IdempotencyConflict,
+    InvalidEvent,
+    UnknownReference,
+)
+from cps_engine.graph import to_micros
+from cps_engine.ledger.errors import BelowMinimumPayout, InsufficientBalance
+from cps_engine.ledger.graphs import LedgerGraph, Missing, Refused
+from cps_engine.ledger.hashing import payload_hash
+from cps_engine.ledger.postings import (
+    DAY_US,
+    Leg,
+    awards_to_json,
+    line_amounts,
+    payout_legs,
+)
+from cps_engine.ledger.types import Outcome, Recorded, TermsVersion
+from cps_engine.models import (
+    BindEvent,
+    Event,
+    OrderEvent,
+    PayoutEvent,
+    RefundEvent,
+    RoleEvent,
+    ShareEvent,
+)
+from cps_engine.money import Money, Rounding, parse_amount
+from cps_engine.policies.base import Award
+
+__all__ = ["Planner", "Store"]
+
+@dataclass(frozen=True, slots=True)
+class _Park:
+    waits_for: str | None
+    reason: str
+    error: type[CpsError]
+    field: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "parked" if self.waits_for is not None else "rejected"
+
+
+@dataclass(slots=True)
+class _OrderState:
+    order_id: str
+    origin_seq: int  # the order event's seq
+    revision: int
+    event_seq: int
+    buyer: str
+    at_us: int
+    currency: str
+    amount_minor: int
+    gross_base: int
+    terms_version: int
+    config_hash: str
+    policy_label: str
+    rounding: Rounding
+    available_us: int
+    awards: tuple[Award, ...]
+    awards_json: str
+    refunds: list[tuple[int, str, int]]  # (at_us, refund id, minor), canonical order
+    posted: list[int]
+
+    @property
+    def refunded(self) -> int:
+        return sum(r[2] for r in self.refunds)
+
+    def amounts(self, refunded: int) -> list[int]:
+        return line_amounts(self.order_id, self.currency, self.gross_base, refunded, self.awards,
+                            self.policy_label, self.config_hash, self.rounding)
+
+    def row(self) -> dict[str, Any]:
+        return {"order_id": self.order_id, "revision": self.revision, "event_seq": self.event_seq,
+                "origin_seq": self.origin_seq, "buyer": self.buyer, "at_us": self.at_us, "currency": self.currency,
+                "amount_minor": self.amount_minor, "gross_base": self.gross_base,
+                "terms_version": self.terms_version, "config_hash": self.config_hash,
+                "policy_label": self.policy_label, "rounding": self.rounding.value,
+                "available_us": self.available_us, "awards": self.awards_json}
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderPlan:
+    terms: TermsVersion
+    awards: tuple[Award, ...]
+    base: int
+    amounts: list[int]  # per award on the gross base
+    lines: tuple[CommissionLine, ...]  # the engine's lines, with provenance
+
+
+_Plan = _Park | _OrderPlan | tuple[_OrderState, int] | int | None
+
+
+class Store(Protocol):
+    """What the planner reads and writes: one write transaction of the SQL store
+    (:class:`cps_engine.ledger.store.UnitOfWork`)."""
+
+    cache_touched: bool
+    parked_live: int
+    legs: list[Leg]
+
+    def lookup(self, key: tuple[str, str]) -> tuple[int, str] | None: ...
+    def insert_event(self, ev: Event, h: str) -> int: ...
+    def event_at(self, seq: int) -> Event: ...
+    def order_event(self, seq: int) -> OrderEvent: ...
+    def post(self, event_seq: int, ev: Event, legs: Sequence[Leg]) -> None: ...
+    def insert_order(self, st: _OrderState) -> None: ...
+    def insert_refund(self, seq: int, ev: RefundEvent, at: int, minor: int) -> None: ...
+    def order_state(self, order_id: str) -> _OrderState | None: ...
+    def revision_legs(self, st: _OrderState) -> list[tuple[Any, ...]]: ...
+    def payout_funds(self, payee: str, currency: str, at: int) -> int: ...
+    def orders_from(self, at: int, buyer: str | None) -> list[str]: ...
+    def park(self, seq: int, ev: Event, plan: _Park) -> None: ...
+    def unpark(self, seq: int, live: bool) -> None: ...
+    def parked_waiting(self, keys: Sequence[str]) -> list[tuple[int, str]]: ...
+
+
+class Planner:
+    """Decides and posts what each event means, given the ledger's graph and terms."""
+
+    def __init__(self, graph: Callable[[], LedgerGraph], terms_at: Callable[[int], TermsVersion],
+                 fault: Callable[[str], None]) -> None:
+        self._graph_of = graph
+        self.terms_at = terms_at
+        self.fault = fault
+
+    @property
+    def graph(self) -> LedgerGraph:
+        return self._graph_of()
+
+    def record_one(self, tx: Store, ev: Event, strict: bool) -> Recorded:
+        h = payload_hash(ev)
+        seen = tx.lookup(ev.key)
+        if seen is not None:
+            if seen[1] == h:
+                return Recorded(ev.type, ev.id, Outcome.DUPLICATE)
+            raise IdempotencyConflict(f"{ev.type} {ev.id!r} was recorded before with a different payload",
+                                      record=ev.id, field="id")
+        plan = self._plan(tx, ev)
+        if isinstance(plan, _Park) and strict:
+            raise plan.error(plan.reason, record=ev.id, field=plan.field)
+        seq = tx.insert_event(ev, h)
+        self.fault("event")
+        if isinstance(plan, _Park):
+            tx.park(seq, ev, plan)
+            if isinstance(ev, ShareEvent) and plan.waits_for is None:  # its waiting re-shares are refused too
+                self.graph.refuse_share(ev, plan.reason)
+                tx.cache_touched = True
+                released = self._cascade(tx, [f"share:{ev.id}"])
+                return Recorded(ev.type, ev.id, Outcome.REJECTED, plan.reason, tuple(released))
+            return Recorded(ev.type, ev.id, Outcome.PARKED if plan.waits_for else Outcome.REJECTED, plan.reason)
+        mark = len(tx.legs)
+        keys = self._apply(tx, seq, ev, plan)
+        released = self._cascade(tx, keys)
+        lines = plan.lines if isinstance(plan, _OrderPlan) else ()
+        return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released), lines, tuple(tx.legs[mark:]))
+
+    # ------------------------------------------------------------------ planning (no writes)
+    def _plan(self, tx: Store, ev: Event) -> _Plan:
+        if isinstance(ev, ShareEvent):
+            share = self.graph.check_share(ev)
+            if isinstance(share, Missing):
+                return _Park(share.waits_for, share.reason, UnknownReference, "parent")
+            if isinstance(share, Refused):
+                return _Park(None, share.reason, share.error, share.field)
+            return None
+        if isinstance(ev, BindEvent):  # the graph decides by applying it (undone with the graph on rollback)
+            tx.cache_touched = True
+            refused = self.graph.add_bind(ev)
+            if refused is not None:
+                return _Park(None, refused.reason, refused.error, refused.field)
+            return None
+        if isinstance(ev, OrderEvent):
+            return self._plan_order(ev)
+        if isinstance(ev, RefundEvent):
+            return self._plan_refund(tx, ev)
+        if isinstance(ev, PayoutEvent):
+            return self._plan_payout(tx, ev)
+        return None
+
+    def _plan_order(self, ev: OrderEvent) -> _Park | _OrderPlan:
+        terms = self.terms_at(to_micros(ev.at))
+        policy = terms.policy
+        chain = self.graph.chain_for(ev, self_purchase=policy.self_purchase)
+        if isinstance(chain, Missing):
+            return _Park(chain.waits_for, chain.reason, UnknownReference, "share")
+        if isinstance(chain, Refused):
+            return _Park(None, chain.reason, chain.error, chain.field)
+        try:
+            settlement = compute(ev, chain, policy)
+        except CpsError as exc:
+            return _Park(None, str(exc), type(exc), exc.field)
+        amounts = [0] * len(settlement.awards)
+        lines = settlement.lines
+        j = 0
+        for i, a in enumerate(settlement.awards):  # lines follow the awards, zero amounts left out
+            if j < len(lines) and (lines[j].payee, lines[j].level, lines[j].rate) == (a.payee, a.level, a.rate):
+                amounts[i] = lines[j].amount.minor
+                j += 1
+        return _OrderPlan(terms, settlement.awards, settlement.gross_base, amounts, settlement.lines)
+
+    def _plan_refund(self, tx: Store, ev: RefundEvent) -> _Park | tuple[_OrderState, int]:
+        st = tx.order_state(ev.order)
+        if st is None:
+            return _Park(f"order:{ev.order}", f"order {ev.order!r} has not been applied yet", UnknownReference, "order")
+        try:
+            amount = ev.amount_minor(st.currency)
+        except CpsError as exc:
+            return _Park(None, exc.message, InvalidEvent, exc.field)
+        minor = st.amount_minor - st.refunded if amount is None else amount  # no amount: all that is left
+        if minor <= 0:
+            return _Park(None, f"order {ev.order!r} is already fully refunded", InvalidEvent, "amount")
+        if st.refunded + minor > st.amount_minor:
+            paid = Money(st.amount_minor, st.currency)
+            return _Park(None, f"refunds of order {ev.order!r} would exceed the {paid} paid "
+                               f"({Money(st.refunded, st.currency)} refunded before)", InvalidEvent, "amount")
+        return (st, minor)
+
+    def _plan_payout(self, tx: Store, ev: PayoutEvent) -> _Park | int:
+        at = to_micros(ev.at)
+        rules = self.terms_at(at).rules
+        minor = parse_amount(ev.amount, ev.currency)
+        low = rules.minimum(ev.currency)
+        if minor < low:
+            return _Park(None, f"{Money(minor, ev.currency)} is below the minimum payout {Money(low, ev.currency)}",
+                         BelowMinimumPayout, "amount")
+        available = tx.payout_funds(ev.payee, ev.currency, at)
+        if available < minor:
+            return _Park(f"funds:{ev.currency}:{ev.payee}",
+                         f"{Money(available, ev.currency)} available to {ev.payee!r} at {ev.at.isoformat()}, "
+                         f"{Money(minor, ev.currency)} requested", InsufficientBalance, "amount")
+        return rules.fee(minor, ev.currency)
+
+    # ------------------------------------------------------------------ applying
+    def _apply(self, tx: Store, seq: int, ev: Event, plan: _Plan) -> list[str]:
+        if isinstance(ev, ShareEvent):
+            self.graph.add_share(ev)
+            tx.cache_touched = True
+            return [f"share:{ev.id}", *self._recompute_after(tx, seq, ev, to_micros(ev.at), ev.sharer)]
+        if isinstance(ev, BindEvent):  # already in the graph (planning applied it)
+            return self._recompute_after(tx, seq, ev, to_micros(ev.at), None)
+        if isinstance(ev, OrderEvent):
+            assert isinstance(plan, _OrderPlan)
+            return self._apply_order(tx, seq, ev, plan)
+        if isinstance(ev, RefundEvent):
+            assert isinstance(plan, tuple)
+            return self._apply_refund(tx, seq, ev, plan[0], plan[1])
+        if isinstance(ev, RoleEvent):  # kept for the compliance report; posts nothing
+            return []
+        assert isinstance(ev, PayoutEvent) and isinstance(plan, int)
+        minor = parse_amount(ev.amount, ev.currency)
+        tx.post(seq, ev, payout_legs(ev.payee, ev.currency, minor, plan, to_micros(ev.at)))
+        return []
+
+    def _apply_order(self, tx: Store, seq: int, ev: OrderEvent, plan: _OrderPlan) -> list[str]:
+        at = to_micros(ev.at)
+        terms = plan.terms
+        policy = terms.policy
+        st = _OrderState(ev.id, seq, 0, seq, ev.buyer, at, ev.currency, ev.amount_minor, plan.base, terms.version,
+                         policy.config_hash, policy.label, policy.rounding, at + terms.rules.hold_days * DAY_US,
+                         plan.awards, awards_to_json(plan.awards), [], [0] * len(plan.awards))
+        tx.insert_order(st)
+        legs = self._timeline(st, plan.amounts)
+        tx.post(seq, ev, legs)
+        for leg in legs:
+            if leg.line is not None:
+                st.posted[leg.line] += leg.amount
+        return [f"order:{ev.id}", *sorted({f"funds:{ev.currency}:{leg.payee}" for leg in legs
+                                           if leg.account == "commission" and leg.amount > 0})]
+
+    def _timeline(self, st: _OrderState, gross: list[int] | None = None) -> list[Leg]:
+        """Commission legs of the order's whole life so far: accrual on the gross base at the order's
+        time, then one step per refund in (time, id) order.  ``gross``: the amounts on the gross base
+        when already known."""
+        legs: list[Leg] = []
+        prev = [0] * len(st.awards)
+        refunded = 0
+        steps: list[tuple[str, int, int]] = [("accrual", st.at_us, 0)]
+        steps += [("refund", max(at, st.at_us), minor) for at, _, minor in st.refunds]
+        for kind, eff, minor in steps:
+            refunded += minor
+            now = gross if gross is not None and refunded == 0 else st.amounts(refunded)
+            for i, (a, old, new) in enumerate(zip(st.awards, prev, now, strict=True)):
+                if new != old:
+                    legs.append(self._leg(st, kind, i, a, new - old, eff))
+            prev = now
+        return legs
+
+    def _leg(self, st: _OrderState, kind: str, line: int, a: Award, amount: int, eff: int) -> Leg:
+        return Leg(kind, "commission", a.payee, st.currency, amount, eff, st.available_us, st.order_id,
+                   st.revision, line, a.level, str(a.rate), st.config_hash)
+
+    def _apply_refund(self, tx: Store, seq: int, ev: RefundEvent, st: _OrderState, minor: int) -> list[str]:
+        at = to_micros(ev.at)
+        tx.insert_refund(seq, ev, at, minor)
+        entry = (at, ev.id, minor)
+        late = bool(st.refunds) and entry < st.refunds[-1]
+        if late:  # an earlier refund arrived after later ones: restate the order's life in order
+            bisect.insort(st.refunds, entry)
+            return self._restate(tx, seq, ev, st, st.awards, st.awards_json)
+        st.refunds.append(entry)
+        now = st.amounts(st.refunded)
+        legs = [self._leg(st, "refund", i, a, new - old, max(at, st.at_us))
+                for i, (a, old, new) in enumerate(zip(st.awards, st.posted, now, strict=True)) if new != old]
+        tx.post(seq, ev, legs)
+        st.posted = now
+        return sorted({f"funds:{st.currency}:{leg.payee}" for leg in legs if leg.amount > 0})
+
+    def _restate(self, tx: Store, seq: int, ev: Event, st: _OrderState, awards: tuple[Award, ...],
+                 awards_json: str) -> list[str]:
+        """Reverse every commission leg of the order's current revision (same times) and post its whole
+        life again as a new revision: the result is what in-order delivery would have posted."""
+        old = tx.revision_legs(st)
+        legs = [Leg("correction", "commission", payee, st.currency, -amount, eff, avail, st.order_id, st.revision,
+                    line, level, rate, chash) for payee, line, level, rate, chash, eff, avail, amount in old if amount]
+        st.revision += 1
+        st.awards, st.awards_json = awards, awards_json
+        st.event_seq = seq
+        tx.insert_order(st)
+        new = self._timeline(st)
+        tx.post(seq, ev, legs + new)
+        st.posted = [0] * len(awards)
+        for leg in new:
+            assert leg.line is not None
+            st.posted[leg.line] += leg.amount
+        return sorted({f"funds:{st.currency}:{leg.payee}" for leg in new if leg.amount > 0})
+
+    def _recompute_after(self, tx: Store, seq: int, ev: Event, at_us: int, buyer: str | None) -> list[str]:
+        """A share or bind dated at or before applied orders arrived: recompute those orders' chains;
+        restate the ones whose awards changed.  Returns the keys the new commissions satisfy."""
+        keys: list[str] = []
+        for order_id in tx.orders_from(at_us, buyer):
+            st = tx.order_state(order_id)
+            assert st is not None
+            order = tx.order_event(st.origin_seq)
+            plan = self._plan_order(order)
+            if not isinstance(plan, _OrderPlan):  # pragma: no cover - an applied order's share stays known
+                continue
+            js = awards_to_json(plan.awards)
+            if js != st.awards_json:
+                keys += self._restate(tx, seq, ev, st, plan.awards, js)
+        return keys
+
+    def _cascade(self, tx: Store, keys: list[str]) -> list[tuple[str, str]]:
+        released: list[tuple[str, str]] = []
+        queue = keys
+        while queue and tx.parked_live > 0:
+            rows = tx.parked_waiting(queue)
+            queue = []
+            for seq, waits in rows:
+                ev = tx.event_at(seq)
+                plan = self._plan(tx, ev)
+                if isinstance(plan, _Park):
+                    if plan.waits_for != waits:
+                        tx.unpark(seq, waits is not None)
+                        tx.park(seq, ev, plan)
+                    continue
+                tx.unpark(seq, True)
+                queue += self._apply(tx, seq, ev, plan)
+                released.append(ev.key)
+        return released
+
+    # ------------------------------------------------------------------ transactions

@@ -1,0 +1,186 @@
+"""The ledger's public value types: what recording returns and what queries answer."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cps_engine.engine import CommissionLine
+from cps_engine.graph import to_micros
+from cps_engine.ledger.postings import (
+    LedgerRules,
+    Leg,
+)
+from cps_engine.money import Money
+from cps_engine.policies import PolicyConfig
+
+__all__ = ["Balance", "ChainHead", "Entry", "Outcome", "ParkedEvent", "RecordSummary", "Recorded", "TermsVersion",
+           "Verification", "as_micros"]
+
+class Outcome(enum.StrEnum):
+    """What recording one event did."""
+
+    APPLIED = "applied"      #: posted (or, for shares and binds, placed in the graph)
+    DUPLICATE = "duplicate"  #: seen before with the same payload: nothing changed
+    PARKED = "parked"        #: kept, waiting for a predecessor (``waits_for``); applied when it arrives
+    REJECTED = "rejected"    #: kept and visible, never applied (e.g. a refund larger than the order)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The outcome of recording one event.
+
+    ``released`` lists the parked events it let through; ``lines`` are the commission lines of an
+    applied order, with their provenance (the engine's :class:`~cps_engine.engine.CommissionLine`);
+    ``legs`` every commission leg the call posted (its own, and those of restated or released
+    events), so a caller can see each balance it changed.
+    """
+
+    kind: str
+    id: str
+    outcome: Outcome
+    reason: str | None = None
+    released: tuple[tuple[str, str], ...] = ()
+    lines: tuple[CommissionLine, ...] = ()
+    legs: tuple[Leg, ...] = ()
+
+
+@dataclass
+class RecordSummary:
+    """Counts per outcome of a :meth:`Ledger.record_many` call."""
+
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    released: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, r: Recorded) -> None:
+        self.counts[r.outcome] += 1
+        self.released += len(r.released)
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{n} {o.value}" for o, n in self.counts.items() if n)
+        return f"{self.total} events: {parts or 'none'}" + (f" ({self.released} parked released)"
+                                                            if self.released else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """One payee's balances in one currency as of a time (all derived from entries)."""
+
+    payee: str
+    currency: str
+    pending: Money
+    available: Money
+    paid: Money
+    fee: Money
+    earned: Money
+    reversed: Money
+
+    def as_json(self) -> dict[str, str]:
+        """Decimal strings, e.g. ``{"payee": "bob", "currency": "CNY", "pending": "10.00", ...}``."""
+        return {"payee": self.payee, "currency": self.currency, "pending": str(self.pending.amount),
+                "available": str(self.available.amount), "paid": str(self.paid.amount),
+                "fee": str(self.fee.amount)}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored leg of the log."""
+
+    seq: int
+    event: str
+    kind: str
+    account: str
+    payee: str | None
+    currency: str
+    amount: int
+    effective_us: int
+    available_us: int | None
+    order: str | None
+    revision: int | None
+    line: int | None
+    level: int | None
+    rate: str | None
+    config_hash: str | None
+    hash: str
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    def encodable(self) -> dict[str, Any]:
+        return {"seq": self.seq, "event": self.event, "kind": self.kind, "account": self.account,
+                "payee": self.payee, "currency": self.currency, "amount": self.amount,
+                "effective_us": self.effective_us, "available_us": self.available_us, "order": self.order,
+                "revision": self.revision, "line": self.line, "level": self.level, "rate": self.rate,
+                "config_hash": self.config_hash}
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEvent:
+    kind: str
+    id: str
+    at_us: int
+    status: str
+    waits_for: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Result of :meth:`Ledger.verify`: ``ok`` when the chain, the seqs and every posting check out."""
+
+    entries: int
+    head: ChainHead
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class TermsVersion:
+    """A policy version with the ledger rules, in force for orders dated at or after ``effective_us``."""
+
+    version: int
+    effective_us: int
+    policy: PolicyConfig
+    rules: LedgerRules
+
+    @property
+    def config_hash(self) -> str:
+        return self.policy.config_hash
+
+
+def as_micros(value: datetime | str | int | None, *, default_now: bool = True) -> int:
+    """A time as µs since the epoch: an aware ``datetime``, ISO text with a zone, or µs already.
+
+    >>> as_micros("1970-01-01T00:00:01Z"), as_micros(5)
+    (1000000, 5)
+    """
+    if value is None:
+        if not default_now:
+            raise ValueError("a time is required")
+        return to_micros(datetime.now(UTC))
+    if isinstance(value, bool):
+        raise TypeError("a time must be a datetime, ISO text or µs, not a bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if value.tzinfo is None:
+        raise ValueError(f"time {value.isoformat()} has no zone; give e.g. +08:00 or Z")
+    return to_micros(value)
