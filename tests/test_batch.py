@@ -41,7 +41,7 @@ from tests.strategies import POLICY_KINDS, Programme, interleaved_programmes, po
 
 Row = tuple[str, str, int, int, str, str]
 COLS = ["order", "payee", "level", "amount_minor", "currency", "rate"]
-VECTOR_KINDS = ("first_sharer", "last_sharer", "capped_multilevel", "compliant")
+VECTOR_KINDS = POLICY_KINDS  # every built-in policy compiles to a plan the kernels execute
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -78,11 +78,13 @@ def test_batch_equals_per_order_for_every_policy(prog: Programme, cfg: dict[str,
 
 
 @given(prog=programmes(max_people=8, max_shares=30, max_orders=25),
-       cfg=policy_configs(kinds=VECTOR_KINDS, fixed=False, filters=False), binding=bindings)
+       cfg=policy_configs(kinds=VECTOR_KINDS), binding=bindings)
 def test_batch_equals_per_order_on_the_vectorised_path(prog: Programme, cfg: dict[str, Any],
                                                        binding: BindingConfig) -> None:
-    """The vectorised kinds with rates (per-payee, product and category overrides included):
-    most orders take the numpy path, the rest are routed per order."""
+    """Every kind with every option (pools, designated distributors under compress and
+    keep_level, payee/product/category rates, fixed amounts per order and per item, caps,
+    self-purchase, compliant profiles): most orders take the numpy path, the rest (a person
+    repeated on a share path, rounding up past the base) are routed per order."""
     policy = load_policy(cfg)
     frame = compute_batch(prog.events, None, policy, binding=binding)
     assert rows(frame) == reference(prog.events, policy, binding)
@@ -100,21 +102,20 @@ def test_compliant_participation_is_taken_at_the_order_time(prog: Programme, cfg
     assert rows(compute_batch(prog.events, None, policy, binding=binding)) == reference(prog.events, policy, binding)
 
 
-@given(prog=programmes(lines=False, max_people=6, max_shares=20, max_orders=20),
-       cfg=policy_configs(kinds=VECTOR_KINDS, fixed=False, filters=False), binding=bindings)
+@given(prog=programmes(max_people=6, max_shares=20, max_orders=20),
+       cfg=policy_configs(kinds=VECTOR_KINDS), binding=bindings)
 def test_without_repeats_every_order_is_vectorised(prog: Programme, cfg: dict[str, Any],
                                                    binding: BindingConfig) -> None:
     """Share chains without a repeated person, binding chains (every mode) and orders with neither
-    never need the per-order engine unless a per-payee rate applies -- or, when rounding is not
-    down, an order whose rounded lines would exceed its base (the engine trims it; found by a soak
-    with up-rounding on a 1-fen base)."""
+    never need the per-order engine, whatever the options (overrides, filters, fixed amounts,
+    item lines, pools) -- except, when rounding is not down, an order whose rounded lines would
+    exceed its base (the engine trims it; found by a soak with up-rounding on a 1-fen base)."""
     policy = load_policy(cfg)
     graph = ShareGraph.from_events(prog.events, binding=binding)
     frame = compute_batch(prog.events, graph, policy)
     assert rows(frame) == reference(prog.events, policy, binding)
     repeats = {s.id for s in prog.shares if graph.index.repeat[graph.index.share_ids.get(s.id)]}
-    if policy.rounding is Rounding.DOWN and not policy.payee_rates and not any(o.share in repeats
-                                                                                for o in prog.orders):
+    if policy.rounding is Rounding.DOWN and not any(o.share in repeats for o in prog.orders):
         assert frame.attrs["cps_engine"]["per_order"] == 0
 
 
@@ -363,9 +364,32 @@ def test_plugin_policy_without_batch_form_runs_per_order() -> None:
                     for level, link in enumerate(chain.walk(), start=1)]
 
     policy = Everyone()
-    frame = compute_batch(CHAIN, None, policy)
+    with pytest.warns(_kernels.BatchFallbackWarning, match=r"'batch_test_everyone'.* 4 orders"):
+        frame = compute_batch(CHAIN, None, policy)
     assert rows(frame) == reference(CHAIN, policy)
     assert frame.attrs["cps_engine"]["vectorised"] == 0
+
+
+def test_plugin_policy_with_a_plan_is_vectorised() -> None:
+    """A plugin that compiles to a plan gets the numpy path for free, and no warning."""
+    import warnings
+    from typing import Literal
+
+    from cps_engine import PolicyConfig
+    from cps_engine.policies.plan import Plan
+
+    class TopTwo(PolicyConfig):
+        kind: Literal["batch_test_top_two"] = "batch_test_top_two"
+
+        def plan(self) -> Plan:
+            return Plan(self, "levels", (Fraction(1, 10), Fraction(1, 20)), 2, rule="top two, ")
+
+    policy = TopTwo(distributors=["dan", "bob", "amy"], ineligible="keep_level")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = compute_batch(CHAIN, None, policy)
+    assert rows(frame) == reference(CHAIN, policy)
+    assert frame.attrs["cps_engine"]["per_order"] == 0 and len(frame) > 0
 
 
 def test_duplicate_and_conflicting_orders_are_refused_like_the_engine() -> None:
@@ -417,6 +441,20 @@ def test_dask_and_polars_stay_optional() -> None:
 
 
 # ------------------------------------------------------------------------------ the tests can fail
+def test_the_property_catches_a_pool_tie_to_the_nearer_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: a pool split that gives the leftover unit to the nearer link is caught
+    (three equal shares of 1.00 at 10%: 3.33 each, the unit left goes to the farthest)."""
+    evs = _events(_share("s1", "amy", None, 0), _share("s2", "bob", "s1", 1), _share("s3", "cat", "s2", 2),
+                  _order("o1", "eve", "s3", "100.00", 5))
+    policy = load_policy({"kind": "linear", "rate": "10%"})
+    assert rows(compute_batch(evs, None, policy)) == reference(evs, policy)
+    original = np.lexsort
+    monkeypatch.setattr(np, "lexsort", lambda keys: original((-keys[0], *keys[1:])) if len(keys) == 3
+                        else original(keys))
+    assert rows(compute_batch(evs, None, policy)) != reference(evs, policy)
+
+
+
 def test_the_property_catches_a_wrong_first_sharer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutation check: a first-sharer kernel that forgets to skip the buyer is caught."""
     original = _kernels._on_path

@@ -1,13 +1,15 @@
 """Vectorised commissions: millions of orders at once, as a pandas DataFrame — or on a Dask cluster.
 
 :func:`compute_batch` is the batch twin of :func:`cps_engine.engine.compute_events`: the same lines,
-to the unit, for every policy, computed with numpy over the compact share index.  The built-in
-first-sharer, last-sharer, capped multi-level and compliant policies are vectorised for share
-chains without a repeated person, binding chains (every binding mode, when the orders' times are
-known: events, or a zoned timestamp ``at`` column) and orders with neither; everything else —
-share paths where a person repeats, per-payee/product/category overrides that apply, eligibility
-filters, fixed amounts, the pool policies (linear, position-based, time-decay) and plugin
-policies — goes through the per-order engine, so the result is identical by construction.
+to the unit, for every policy, computed with numpy over the compact share index.  Every built-in
+policy compiles to one plan (:mod:`cps_engine.policies.plan`) that the kernels execute
+(:mod:`cps_engine.batch._plan`): pools (linear, position-based, time-decay), designated
+distributors, payee > product > category > default rates, fixed amounts per order and per item,
+caps, self-purchase and the compliant profiles, over share chains, binding chains (every binding
+mode, when the orders' times are known: events, or a zoned timestamp ``at`` column) and orders
+with neither.  What stays per order: share paths where a person repeats, orders whose time is
+needed but unknown, rounding up past the base, and plugin policies without a plan (with a
+:class:`~cps_engine.batch._kernels.BatchFallbackWarning` naming the policy and counting the orders).
 ``DataFrame.attrs["cps_engine"]`` says how many orders took each path.
 
 >>> from cps_engine.models import load_events

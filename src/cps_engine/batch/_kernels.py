@@ -19,8 +19,8 @@ int64 when ``max(base) * p`` fits, else in Python integers.
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -34,17 +34,14 @@ from cps_engine.graph import NEVER, ShareGraph
 from cps_engine.graph.binding import to_micros
 from cps_engine.money import MAX_MINOR, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import PolicyConfig
-from cps_engine.policies.capped_multilevel import CappedMultilevel
-from cps_engine.policies.compliant import Compliant
-from cps_engine.policies.first_sharer import FirstSharer
-from cps_engine.policies.last_sharer import LastSharer
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from cps_engine.batch._orders import OrderColumns
+    from cps_engine.batch._plan import PlanLines
 
-__all__ = ["GraphArrays", "Lines", "graph_arrays", "run"]
+__all__ = ["BatchFallbackWarning", "GraphArrays", "Lines", "graph_arrays", "run"]
 
 SELF = -2  # payee: the buyer of the order (who may be unknown to the graph)
 NONE = -1  # no payee
@@ -117,12 +114,15 @@ class BindIndex:
         start: list[int] = []
         end: list[int] = []
         up: list[int] = []
+        self.ids: list[str] = []
         for u in sorted(store.users()):
-            for s, e, a, _ in store.intervals(u):  # in time order, never overlapping
+            for s, e, a, bid in store.intervals(u):  # in time order, never overlapping
                 owner.append(u)
                 start.append(s)
                 end.append(e)
                 up.append(a)
+                self.ids.append(bid)
+        self.start = np.asarray(start, dtype=_I64)
         self.owner = np.asarray(owner, dtype=_I64)
         self.end = np.asarray(end, dtype=_I64)
         self.up = np.asarray(up, dtype=_I64)
@@ -134,14 +134,31 @@ class BindIndex:
     def upline(self, user: NDArray[np.int64], t: NDArray[np.int64]) -> NDArray[np.int64]:
         """Upline of ``user[i]`` at ``t[i]`` (µs), or -1 (``BindingStore.upline``, vectorised)."""
         out = np.full(len(user), -1, dtype=_I64)
+        at = self.interval(user, t)
+        ok = at >= 0
+        out[ok] = self.up[at[ok]]
+        return out
+
+    def interval(self, user: NDArray[np.int64], t: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Index of the binding interval of ``user[i]`` holding at ``t[i]``, or -1."""
+        out = np.full(len(user), -1, dtype=_I64)
         if not len(self.key) or not len(user):
             return out
         rank = np.searchsorted(self.times, t, side="right") - 1  # last start at or before t
         at = np.searchsorted(self.key, user * self.width + rank, side="right") - 1
         atc = np.maximum(at, 0)
         ok = (at >= 0) & (self.owner[atc] == user) & (t < self.end[atc]) & (user >= 0)
-        out[ok] = self.up[atc[ok]]
+        out[ok] = atc[ok]
         return out
+
+    def start_of(self, user: NDArray[np.int64], t: NDArray[np.int64]) -> NDArray[np.int64]:
+        """When the binding of ``user[i]`` holding at ``t[i]`` started (its bind's time)."""
+        return self.start[self.interval(user, t)]
+
+    def bind_ids(self, user: NDArray[np.int64], t: NDArray[np.int64]) -> list[str]:
+        """The bind id of the binding of ``user[i]`` holding at ``t[i]`` (a path record)."""
+        ids = self.ids
+        return [ids[i] for i in self.interval(user, t).tolist()]
 
 
 _CACHE: weakref.WeakKeyDictionary[ShareGraph, GraphArrays] = weakref.WeakKeyDictionary()
@@ -270,19 +287,6 @@ class _Rates:
         return Strings.of([format_rate(r) for r in self.values])
 
 
-def _ceiling(policy: PolicyConfig) -> Fraction:
-    return min(policy.cap, Fraction(1)) if policy.cap is not None else Fraction(1)
-
-
-def _capped(rates: list[Fraction], ceiling: Fraction) -> list[Fraction]:
-    """``PolicyConfig.capped`` on bare rates: scaled by ``ceiling / total`` when above it."""
-    total = sum(rates, Fraction(0))
-    if total <= ceiling or total == 0:
-        return rates
-    factor = ceiling / total
-    return [r * factor for r in rates]
-
-
 # ---------------------------------------------------------------------------- policy kernels
 @dataclass
 class _Chains:
@@ -324,172 +328,26 @@ def _bind_walk(ga: GraphArrays, ch: _Chains, rows: NDArray[np.int64], depth: int
     return found, last, grid
 
 
-def _single(ch: _Chains, payee: NDArray[np.int64], level: NDArray[np.int64], rate: Fraction,
-            rates: _Rates) -> Lines:
-    keep = payee != NONE  # zero-rate lines stay until the override check; their amount is 0
-    r = rates.add(rate)
-    return Lines(ch.pos[keep], level[keep], payee[keep], np.full(int(keep.sum()), r, dtype=_I64))
-
-
-def _first_sharer(ga: GraphArrays, ch: _Chains, policy: FirstSharer, rates: _Rates) -> Lines:
-    node, b = ch.node, ch.buyer
-    selfp = policy.self_purchase
-    has = node >= 0
-    nd = np.where(has, node, 0)
-    payee = np.full(len(node), SELF if selfp else NONE, dtype=_I64)
-    level = np.ones(len(node), dtype=_I64)
-    if len(ga.parent):
-        top = ga.sharer[ga.root[nd]].astype(_I64)
-        sec = ga.second[nd].astype(_I64)
-        top_is_buyer = top == b
-        alt = np.where(sec >= 0, ga.sharer[np.where(sec >= 0, sec, 0)].astype(_I64), SELF if selfp else NONE)
-        first = np.where(top_is_buyer, alt, top)
-        payee = np.where(has, first, payee)
-        length = ga.depth[nd].astype(_I64) + 1 - _on_path(ga, b, np.where(has, node, -1)) + int(selfp)
-        level = np.where(has, length, level)
-    rows = np.flatnonzero(ch.bind)
-    if len(rows):  # chain[0] of a binding chain: the top upline; its level is the chain's length
-        found, top, _ = _bind_walk(ga, ch, rows, None)
-        payee[rows] = np.where(found > 0, top, SELF if selfp else NONE)
-        level[rows] = np.where(found > 0, found + int(selfp), 1)
-    assert isinstance(policy.rate, Fraction)
-    return _single(ch, payee, level, min(policy.rate, _ceiling(policy)), rates)
-
-
-def _last_sharer(ga: GraphArrays, ch: _Chains, policy: LastSharer, rates: _Rates) -> Lines:
-    node, b = ch.node, ch.buyer
-    n = len(node)
-    if policy.self_purchase:
-        payee = np.full(n, SELF, dtype=_I64)
-    else:
-        payee = np.full(n, NONE, dtype=_I64)
-        has = node >= 0
-        if has.any():
-            nd = node[has]
-            near = ga.sharer[nd].astype(_I64)
-            up = ga.parent[nd].astype(_I64)
-            upper = np.where(up >= 0, ga.sharer[np.where(up >= 0, up, 0)].astype(_I64), NONE)
-            payee[has] = np.where(near != b[has], near, upper)
-        rows = np.flatnonzero(ch.bind)
-        if len(rows):
-            payee[rows] = ga.binds.upline(b[rows], ch.t[rows])
-    assert isinstance(policy.rate, Fraction)
-    return _single(ch, payee, np.ones(n, dtype=_I64), min(policy.rate, _ceiling(policy)), rates)
-
-
-def _levels(ga: GraphArrays, ch: _Chains, depth: int, selfp: bool) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Payees of levels 1..depth (``n × depth``, NONE-padded) and the number found per order."""
-    n = len(ch.node)
-    grid = np.full((n, depth), NONE, dtype=_I64)
-    found = np.zeros(n, dtype=_I64)
-    if selfp:
-        grid[:, 0] = SELF
-        found[:] = 1
-    cur = ch.node.copy()
-    live = np.flatnonzero((cur >= 0) & (found < depth))
+def _bind_walk_links(ga: GraphArrays, ch: _Chains, rows: NDArray[np.int64]
+                     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The whole binding chains of ``rows``: per row the number of uplines, the top one, and the
+    user just below it (whose binding names the top)."""
+    bi = ga.binds
+    found = np.zeros(len(rows), dtype=_I64)
+    last = np.full(len(rows), NONE, dtype=_I64)
+    below = np.full(len(rows), NONE, dtype=_I64)
+    cur = ch.buyer[rows].copy()
+    t = ch.t[rows]
+    live = np.arange(len(rows), dtype=_I64)
     while live.size:
-        c = cur[live]
-        who = ga.sharer[c].astype(_I64)
-        take = who != ch.buyer[live]
-        rows = live[take]
-        grid[rows, found[rows]] = who[take]
-        found[rows] += 1
-        nxt = ga.parent[c].astype(_I64)
-        cur[live] = nxt
-        live = live[(nxt >= 0) & (found[live] < depth)]
-    rows = np.flatnonzero(ch.bind)
-    if len(rows):
-        start = 1 if selfp else 0
-        more, _, up = _bind_walk(ga, ch, rows, depth - start)
-        assert up is not None
-        grid[rows, start:] = up
-        found[rows] += more
-    return grid, found
-
-
-def _multilevel(ga: GraphArrays, ch: _Chains, specs: list[Fraction], ceiling: Fraction, selfp: bool,
-                rates: _Rates) -> Lines:
-    depth = len(specs)
-    grid, found = _levels(ga, ch, depth, selfp)
-    # the scaled rate of level j when k levels were found: awards are the non-zero rates of 1..k
-    # (zero-rate levels keep a zero line until the override check; their amount is 0)
-    table = np.full((depth + 1, depth), rates.add(Fraction(0)), dtype=_I64)
-    for k in range(depth + 1):
-        paid = [r for r in specs[:k] if r]
-        scaled = iter(_capped(paid, ceiling))
-        for j in range(k):
-            if specs[j]:
-                table[k, j] = rates.add(next(scaled))
-    # lines by order, then level: order i has found[i] lines at levels 1..found[i]
-    keep = (np.arange(depth)[None, :] < found[:, None]).ravel()
-    level = np.broadcast_to(np.arange(1, depth + 1, dtype=_I64), (len(found), depth)).ravel()[keep]
-    return Lines(np.repeat(ch.pos, found), level, grid.ravel()[keep], table[found].ravel()[keep])
-
-
-def _compliant(ga: GraphArrays, ch: _Chains, policy: Compliant, rates: _Rates) -> Lines:
-    ceiling = _ceiling(policy)
-    member = np.zeros(len(ch.buyer), dtype=bool)
-    known = ch.buyer >= 0
-    member[known] = ga.participant_since[ch.buyer[known]] <= ch.t[known]  # as of the order's time
-    parts = []
-    spr = policy.self_purchase_rate
-    if spr and member.any():
-        sub = ch.sub(member)
-        parts.append(_single(sub, np.full(len(sub.pos), SELF, dtype=_I64), np.ones(len(sub.pos), dtype=_I64),
-                             min(spr, ceiling), rates))
-    rest = ~member
-    specs = [r for r in policy.rates if isinstance(r, Fraction)]
-    parts.append(_multilevel(ga, ch.sub(rest), specs, ceiling, False, rates))
-    return _concat(parts, sort=True)
-
-
-def _concat(parts: list[Lines], *, sort: bool) -> Lines:
-    if not parts:
-        return Lines.empty()
-    if len(parts) == 1:
-        return parts[0]
-    out = Lines(np.concatenate([p.pos for p in parts]), np.concatenate([p.level for p in parts]),
-                np.concatenate([p.payee for p in parts]), np.concatenate([p.rate for p in parts]),
-                None if any(p.amount is None for p in parts)
-                else np.concatenate([p.amount for p in parts if p.amount is not None]))
-    if sort:
-        order = np.argsort(out.pos, kind="stable")
-        out = Lines(out.pos[order], out.level[order], out.payee[order], out.rate[order],
-                    None if out.amount is None else out.amount[order])
-    return out
-
-
-Kernel = Callable[[GraphArrays, _Chains, _Rates], Lines]
-
-
-def _kernel(policy: PolicyConfig) -> Kernel | None:
-    """The vectorised form of ``policy``, or None when it has none (computed per order)."""
-    if policy.distributors is not None or policy.eligible is not None:
-        return None
-    cls = type(policy)
-    if cls is FirstSharer or cls is LastSharer:
-        assert isinstance(policy, (FirstSharer, LastSharer))
-        if not isinstance(policy.rate, Fraction):
-            return None
-        if isinstance(policy, FirstSharer):
-            fs = policy
-            return lambda ga, ch, rates: _first_sharer(ga, ch, fs, rates)
-        ls = policy
-        return lambda ga, ch, rates: _last_sharer(ga, ch, ls, rates)
-    if cls is CappedMultilevel:
-        assert isinstance(policy, CappedMultilevel)
-        if not all(isinstance(r, Fraction) for r in policy.rates):
-            return None
-        specs = [r for r in policy.rates if isinstance(r, Fraction)]
-        ceiling, selfp = _ceiling(policy), policy.self_purchase
-        return lambda ga, ch, rates: _multilevel(ga, ch, specs, ceiling, selfp, rates)
-    if cls is Compliant:
-        assert isinstance(policy, Compliant)
-        if not all(isinstance(r, Fraction) for r in policy.rates) or policy.self_purchase:
-            return None
-        cp = policy
-        return lambda ga, ch, rates: _compliant(ga, ch, cp, rates)
-    return None
+        a = bi.upline(cur[live], t[live])
+        live = live[a >= 0]
+        a = a[a >= 0]
+        found[live] += 1
+        below[live] = cur[live]
+        last[live] = a
+        cur[live] = a
+    return found, last, below
 
 
 # ---------------------------------------------------------------------------- money
@@ -546,16 +404,8 @@ class Result:
     net: NDArray[np.int64]
     vectorised: int
     per_order: int
-
-
-def _fallback_mask(cols: OrderColumns, policy: PolicyConfig) -> NDArray[np.bool_]:
-    """Orders whose lines depend on their items (product/category rates, compliant entry SKUs)."""
-    uses_lines = bool(policy.product_rates or policy.category_rates)
-    if isinstance(policy, Compliant) and policy.entry_skus:
-        uses_lines = True
-    if uses_lines:
-        return cols.has_lines.copy()
-    return np.zeros(len(cols), dtype=bool)
+    rule: Strings | None = None
+    path: Strings | None = None
 
 
 def _resolve(cols: OrderColumns, graph: ShareGraph, ga: GraphArrays, which: str) -> NDArray[np.int64]:
@@ -588,9 +438,13 @@ def participants(cols: OrderColumns, graph: ShareGraph) -> NDArray[np.bool_]:
     return out
 
 
-def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig) -> Result:
-    """Commission lines of every order in ``cols`` under ``policy``: vectorised where the policy
-    and the order's chain allow it, per order otherwise."""
+def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, *, provenance: bool = False) -> Result:
+    """Commission lines of every order in ``cols`` under ``policy``: the policy's compiled plan
+    executed over arrays (:mod:`cps_engine.batch._plan`), per order where it has no plan or an
+    order's chain cannot be read from the arrays (a person repeated on its share path, a time
+    needed but unknown).  ``provenance`` adds each line's rule and path of records."""
+    from cps_engine.batch._plan import execute
+
     n = len(cols)
     ga = graph_arrays(graph)
     gross = cols.base(policy.base.include_shipping, policy.base.include_tax)
@@ -601,11 +455,14 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig) -> Result:
         i = int(np.flatnonzero(unknown)[0])
         raise UnknownReference(f"share {cols.share[i]!r} is not a known share", record=str(cols.ids[i]),
                                field="share")
-    kernel = _kernel(policy)
+    plan = policy.compiled()
     rates = _Rates()
-    per_order = np.ones(n, dtype=bool) if kernel is None else _fallback_mask(cols, policy)
-    lines = Lines.empty()
-    if kernel is not None:
+    per_order = np.ones(n, dtype=bool) if plan is None else np.zeros(n, dtype=bool)
+    if plan is None and n:
+        warnings.warn(f"policy {policy.label!r} ({type(policy).__name__}) compiles to no plan: its {n} orders are "
+                      "computed one at a time", BatchFallbackWarning, stacklevel=3)
+    pl = None
+    if plan is not None:
         buyer = _resolve(cols, graph, ga, "people")
         has = node >= 0
         if len(ga.repeat):
@@ -623,7 +480,7 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig) -> Result:
             else:
                 t[maybe] = times
                 bind[maybe] = ga.binds.upline(buyer[maybe], times) >= 0
-        if isinstance(policy, Compliant):  # "is the buyer a participant" is asked at the order's time
+        if plan.gate is not None:  # "is the buyer a participant" is asked at the order's time
             rows = np.flatnonzero(known & ~per_order)
             rows = rows[ga.participant_since[buyer[rows]] != _NEVER]
             times = cols.micros(rows) if len(rows) else None
@@ -632,54 +489,89 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig) -> Result:
             else:
                 t[rows] = times
         vec = np.flatnonzero(~per_order) if per_order.any() else np.arange(n, dtype=_I64)
-        lines = kernel(ga, _Chains(vec, node[vec], buyer[vec], bind[vec], t[vec]), rates)
-        redo = _override_orders(lines, cols, ga, policy)
-        if len(lines.pos) and policy.rounding is not Rounding.DOWN:
-            lines.amount = _amounts(net[lines.pos], lines.rate, rates.values, policy.rounding)
-            redo |= _over_paid(lines, net, n)
-        if redo.any():
-            per_order |= redo
-            lines = lines.take(~redo[lines.pos])
-        if lines.amount is None or len(lines.amount) != len(lines.pos):
-            lines.amount = _amounts(net[lines.pos], lines.rate, rates.values, policy.rounding)
-        paid = lines.amount != 0
-        if not paid.all():
-            lines = lines.take(paid)
-    assert lines.amount is not None
-    p = lines.payee
+        pl = execute(plan, ga, _Chains(vec, node[vec], buyer[vec], bind[vec], t[vec]), cols, gross, net, rates)
+        redo = np.zeros(n, dtype=bool)
+        redo[pl.redo] = True
+        if len(pl.pos) and policy.rounding is not Rounding.DOWN:
+            total = np.zeros(n, dtype=_I64)
+            np.add.at(total, pl.pos, pl.amount)
+            redo |= total > net  # rounding up past the base: the engine trims those
+        keep = (pl.amount != 0) & ~redo[pl.pos]
+        per_order |= redo
+        pl = pl.take(keep)
+    lines_pos = pl.pos if pl is not None else np.zeros(0, dtype=_I64)
+    p = pl.payee if pl is not None else np.zeros(0, dtype=_I64)
     is_self = p == SELF
     payee = ga.people.take(np.where(is_self, 0, p)) if len(ga.names) else Strings.of(np.full(len(p), None))
     if is_self.any():
-        payee = payee.replace(is_self, cols.buyer.take(lines.pos))
-    rate_text = rates.texts().take(lines.rate)
+        payee = payee.replace(is_self, cols.buyer.take(lines_pos))
+    rate_text = rates.texts().take(pl.rate if pl is not None else np.zeros(0, dtype=_I64))
+    level = pl.level if pl is not None else np.zeros(0, dtype=_I64)
+    amount = pl.amount if pl is not None else np.zeros(0, dtype=_I64)
+    rule = path = None
+    if provenance:
+        rule = Strings.of(pl.rules).take(pl.rule) if pl is not None and len(pl.rules) else \
+            Strings.of(np.full(len(lines_pos), None))
+        path = _paths(pl, ga, cols) if pl is not None else Strings.of([])
     slow = np.flatnonzero(per_order)
     if not len(slow):
-        return Result(lines.pos, lines.level, payee, lines.amount, rate_text, net, n, 0)
-    x_pos, x_level, x_payee, x_amount, x_rate = _per_order(cols, graph, policy, slow)
-    pos = np.concatenate([lines.pos, x_pos])
+        return Result(lines_pos, level, payee, amount, rate_text, net, n, 0, rule, path)
+    x = _per_order(cols, graph, policy, slow, provenance=provenance)
+    pos = np.concatenate([lines_pos, x.pos])
     order = np.argsort(pos, kind="stable")
-    return Result(pos[order], np.concatenate([lines.level, x_level])[order],
-                  Strings.concat([payee, x_payee]).take(order), np.concatenate([lines.amount, x_amount])[order],
-                  Strings.concat([rate_text, x_rate]).take(order), net, n - len(slow), len(slow))
+    prov: tuple[Strings | None, Strings | None] = (None, None)
+    if provenance:
+        assert rule is not None and path is not None and x.rule is not None and x.path is not None
+        prov = (Strings.concat([rule, x.rule]).take(order), Strings.concat([path, x.path]).take(order))
+    return Result(pos[order], np.concatenate([level, x.level])[order],
+                  Strings.concat([payee, x.payee]).take(order), np.concatenate([amount, x.amount])[order],
+                  Strings.concat([rate_text, x.rate]).take(order), net, n - len(slow), len(slow), *prov)
 
 
-def _override_orders(lines: Lines, cols: OrderColumns, ga: GraphArrays, policy: PolicyConfig) -> NDArray[np.bool_]:
-    """Orders with a line to a payee who has a per-payee rate (resolved per order)."""
-    redo = np.zeros(len(cols), dtype=bool)
-    if not policy.payee_rates or not len(lines.pos):
-        return redo
-    if isinstance(policy, Compliant) and not policy.rates:  # pragma: no cover - rates is never empty
-        return redo
-    special = set(policy.payee_rates)
-    ids = np.asarray(sorted(ga.people_ids[name] for name in special if name in ga.people_ids), dtype=_I64)
-    p = lines.payee.astype(_I64)
-    hit = np.isin(p, ids) if len(ids) else np.zeros(len(p), dtype=bool)
-    selfs = np.flatnonzero(p == SELF)
-    if len(selfs):
-        names = cols.buyer.take(lines.pos[selfs])
-        hit[selfs] = np.fromiter((x in special for x in names.tolist()), dtype=bool, count=len(selfs))
-    redo[lines.pos[hit]] = True
-    return redo
+class BatchFallbackWarning(UserWarning):
+    """A policy without a plan: the batch engine computes its orders one at a time."""
+
+
+def _paths(pl: PlanLines, ga: GraphArrays, cols: OrderColumns) -> Strings:
+    """Each line's path of records (share / bind / order ids, nearest first, joined by '/'): the
+    links read up to its own (levels, pools), or its own link alone (first sharer)."""
+    links = pl.links
+    m = len(pl.pos)
+    if links is None or not m:
+        return Strings.of(np.full(m, "", dtype=object) if m else [])
+    order_ids = cols.ids.objects
+    share_names = ga.share_names
+    via: list[str] = []
+    binds = links.down >= 0
+    bind_ids: dict[int, str] = {}
+    if binds.any():
+        rows = np.flatnonzero(binds)
+        t = cols.micros(links.row[rows])
+        assert t is not None
+        bind_ids = dict(zip(rows.tolist(), ga.binds.bind_ids(links.down[rows], t), strict=True))
+    for i, (nd, p) in enumerate(zip(links.node.tolist(), links.row.tolist(), strict=True)):
+        via.append(share_names[nd] if nd >= 0 else bind_ids[i] if i in bind_ids else order_ids[p])
+    out: list[str] = []
+    if pl.prefix:
+        starts = np.searchsorted(links.row, links.row, side="left").tolist()
+        joined: dict[int, str] = {}
+        for li in pl.link.tolist():
+            if li < 0:
+                out.append("")
+                continue
+            text = joined.get(li)
+            if text is None:
+                s = starts[li]
+                text = "/".join(via[s:li + 1])
+                joined[li] = text
+            out.append(text)
+    else:
+        out = [via[li] if li >= 0 else "" for li in pl.link.tolist()]
+    rebate = pl.link < 0
+    if rebate.any():
+        for i in np.flatnonzero(rebate).tolist():
+            out[i] = str(order_ids[int(pl.pos[i])])
+    return Strings.of(out)
 
 
 def _over_paid(lines: Lines, net: NDArray[np.int64], n: int) -> NDArray[np.bool_]:
@@ -690,14 +582,27 @@ def _over_paid(lines: Lines, net: NDArray[np.int64], n: int) -> NDArray[np.bool_
     return total > net
 
 
-def _per_order(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, rows: NDArray[np.int64]
-               ) -> tuple[NDArray[np.int64], NDArray[np.int64], Strings, NDArray[np.int64], Strings]:
+@dataclass
+class _Slow:
+    pos: NDArray[np.int64]
+    level: NDArray[np.int64]
+    payee: Strings
+    amount: NDArray[np.int64]
+    rate: Strings
+    rule: Strings | None
+    path: Strings | None
+
+
+def _per_order(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, rows: NDArray[np.int64], *,
+               provenance: bool = False) -> _Slow:
     """Lines of ``rows`` by the per-order engine (the reference semantics)."""
     pos: list[int] = []
     level: list[int] = []
     payee: list[str] = []
     amount: list[int] = []
     rate: list[str] = []
+    rule: list[str] = []
+    path: list[str] = []
     texts: dict[Fraction, str] = {}
     for i in rows.tolist():
         order = cols.event(i)
@@ -714,5 +619,9 @@ def _per_order(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, rows
             if t is None:
                 t = texts[line.rate] = format_rate(line.rate)
             rate.append(t)
-    return (np.asarray(pos, dtype=_I64), np.asarray(level, dtype=_I64), Strings.of(payee),
-            np.asarray(amount, dtype=_I64), Strings.of(rate))
+            if provenance:
+                rule.append(line.provenance.rule)
+                path.append("/".join(line.provenance.path))
+    return _Slow(np.asarray(pos, dtype=_I64), np.asarray(level, dtype=_I64), Strings.of(payee),
+                 np.asarray(amount, dtype=_I64), Strings.of(rate), Strings.of(rule) if provenance else None,
+                 Strings.of(path) if provenance else None)

@@ -65,6 +65,14 @@ class OrderColumns:
     memo: dict[tuple[int, str], Any] = field(default_factory=dict)
     #: every order's time in µs since the epoch (None where unknown), when vectorisable
     all_micros: Callable[[], NDArray[np.int64] | None] = lambda: None
+    #: items per order (sum of item-line quantities, 1 without lines): what ``/item`` amounts count
+    items_col: NDArray[np.int64] | None = None
+
+    @property
+    def items(self) -> NDArray[np.int64]:
+        if self.items_col is None:
+            self.items_col = np.ones(len(self), dtype=np.int64)
+        return self.items_col
 
     def micros(self, rows: NDArray[np.int64]) -> NDArray[np.int64] | None:
         """Times of ``rows`` in µs since the epoch (as ``to_micros``), or None when they are not
@@ -507,14 +515,18 @@ def _event_columns(events: Iterable[Event | Mapping[str, Any]]) -> OrderColumns:
     tax = np.empty(n, dtype=np.int64)
     refund = np.empty(n, dtype=np.int64)
     has_lines = np.empty(n, dtype=bool)
+    items = np.ones(n, dtype=np.int64)
     for i, o in enumerate(ordered):
         ids[i], buyer[i], share[i], currency[i] = o.id, o.buyer, o.share, o.currency
         amount[i], shipping[i], tax[i] = o.amount_minor, o.shipping_minor, o.tax_minor
         refund[i] = refunded.get(o.id, 0)
         has_lines[i] = bool(o.lines)
+        if o.lines:
+            items[i] = sum(line.quantity for line in o.lines)
     has_share = np.fromiter((s is not None for s in share.tolist()), dtype=bool, count=n)
     return OrderColumns(Strings.of(ids), Strings.of(buyer), Strings.of(share), has_share, amount, shipping, tax,
-                        Strings.of(currency), refund, lambda i: ordered[i].at, events=ordered, has_lines=has_lines)
+                        Strings.of(currency), refund, lambda i: ordered[i].at, events=ordered, has_lines=has_lines,
+                        items_col=items)
 
 
 def order_columns(orders: object, refunds: object = None) -> OrderColumns:
