@@ -356,7 +356,7 @@ class TestBadInput:
             events = load_events([line])
         except CpsError:
             return
-        assert len(events) == 1
+        assert len(events) <= 1  # a blank line is no event
 
 
 # =============================================================================================== output failures
