@@ -119,3 +119,19 @@ def test_a_rolled_back_outer_transaction_leaves_the_graph_consistent(make_ledger
     r = led.record(order("o1", "s2", "1.00", 2))  # s2 was rolled back: the order waits for it
     assert r.outcome is Outcome.PARKED
     assert led.record(share("s2", "bob", "s1", 1)).released == (("order", "o1"),)
+
+
+def test_a_ledger_reopened_per_transaction_sees_new_terms_from_another_object(make_ledger: MakeLedger) -> None:
+    led = make_ledger(POLICY, hold_days=0)
+    led.record(share("s1", "amy"))
+    engine = led._engine
+    assert engine is not None
+    with engine.begin() as conn:
+        assert Ledger(conn, prefix=led.tables.prefix).policy.config_hash == led.policy.config_hash
+    newer = Ledger(engine, {"kind": "first_sharer", "rate": "20%"}, prefix=led.tables.prefix)
+    assert len(newer.terms) == 2
+    with engine.begin() as conn:
+        reopened = Ledger(conn, prefix=led.tables.prefix)
+        assert [t.version for t in reopened.terms] == [1, 2]
+        r = reopened.record(order("o1", "s1", "100.00", 30, buyer="zed"))
+    assert [(ln.payee, str(ln.amount)) for ln in r.lines] == [("amy", "20.00 CNY")]

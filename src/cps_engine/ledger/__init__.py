@@ -35,7 +35,8 @@ whenever the payee earns).  Events that can never apply are **rejected** and kep
 a refund beyond what was paid, a payout below the minimum, a share or bind the graph refuses (a
 share re-shared from itself, dated before its parent or re-shared from a refused share; a bind that
 would close a loop of uplines at its time), an order through a refused share.  A re-share whose
-parent has not arrived is parked until it does.  ``record(event, strict=True)`` (and :meth:`Ledger.request_payout`) raise the typed error
+parent has not arrived is parked until it does.  ``record(event, strict=True)`` (and
+:meth:`Ledger.request_payout`) raise the typed error
 instead (:class:`InsufficientBalance`, :class:`BelowMinimumPayout`, ``UnknownReference``,
 ``InvalidEvent``) and store nothing.
 
@@ -51,13 +52,14 @@ history read at the order's time, and participation (shared, or had a downline, 
 order).  The graph is kept per database and table prefix in the process, shared by every ``Ledger``
 object opened on the same engine (a backend that builds ``Ledger(connection)`` per request pays
 nothing for it), and caught up by sequence number: only rows written since it last looked are
-read.  A bind dated before binds already applied replays only the binds of the users it can affect.  When a share or bind dated at
+read.  A bind dated before binds already applied replays only the binds of the users it can affect.
+When a share or bind dated at
 or before orders already applied arrives late, those orders are recomputed and, if their awards
 changed, *restated*: the current revision's legs are reversed at their own times and the order's
 whole life (accrual, then each refund in time order) is posted again as a new revision; the same
 happens when a refund arrives before a later-dated refund of the same order.  Hence the ledger's
 positions -- legs netted per order, payee, account, effective time and hold end -- are a function
-of the *set* of events recorded, checked by :meth:`Ledger.state_digest`.  Two caveats, by nature:
+of the *set* of events recorded, checked by :meth:`Ledger.state_digest`.  Three caveats, by nature:
 
 - the hash chain records what happened in the order it happened, so two ledgers fed the same events
   in different orders have the same balances and digest but different chain heads (duplicates
@@ -65,6 +67,10 @@ of the *set* of events recorded, checked by :meth:`Ledger.state_digest`.  Two ca
 - a payout is money that left: it is checked against the balance known when it is recorded and is
   never undone.  If a refund dated before it arrives afterwards, the refund claws back (negative
   available) instead of the payout being refused.
+- a bind's outcome is decided when it is recorded: if a bind dated *before* it arrives later and
+  turns it into a loop of uplines (or frees one that was refused), the graph -- and so every chain
+  and balance -- follows time order, but the bind's recorded outcome (applied / rejected) stays as
+  it was reported, so the parked list in the digest can differ from an in-order delivery.
 
 **Terms are versioned.**  The policy and the ledger rules (hold days, minimum payout, payout fee)
 form a terms version with the time it takes effect from; an order uses the version in force at its

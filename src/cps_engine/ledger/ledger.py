@@ -23,6 +23,7 @@ import json
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,21 @@ _GRAPHS: weakref.WeakKeyDictionary[sa.Engine, dict[str, LedgerGraph]] = weakref.
 _MIN_US = -(2**62)
 
 
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """What opening a ledger checked and built, kept per database and prefix for the next opening."""
+
+    tables: LedgerTables
+    sql: Statements
+    lock_key: int
+    binding: BindingConfig
+    terms: list[TermsVersion]
+    terms_starts: list[int]
+
+
+_SETUPS: weakref.WeakKeyDictionary[sa.Engine, dict[str, _Setup]] = weakref.WeakKeyDictionary()
+
+
 class Ledger:
     """Commission ledger over a SQLAlchemy engine or connection (see the package docstring).
 
@@ -119,19 +135,31 @@ class Ledger:
             store = engine_for_url(store)
         self._engine: sa.Engine | None = store if isinstance(store, sa.Engine) else None
         self._conn: sa.Connection | None = store if isinstance(store, sa.Connection) else None
-        self.tables = LedgerTables(prefix, schema)
         self.dialect = (self._engine or self._conn).dialect.name  # type: ignore[union-attr]
         qualified = f"{schema or ''}.{prefix}"
-        self._lock_key = int.from_bytes(hashlib.sha256(f"cps_engine.ledger:{qualified}".encode()).digest()[:8],
-                                        "big", signed=True)
-        self._sql = Statements(self.tables, (self._engine or self._conn).dialect, self._lock_key)  # type: ignore[union-attr]
-        self._graph_key = (qualified, self._engine if self._engine is not None else self._conn.engine)  # type: ignore[union-attr]
-        self._terms: list[TermsVersion] = []
-        self._terms_starts: list[int] = []
-        self._binding = BindingConfig()
+        engine = self._engine if self._engine is not None else self._conn.engine  # type: ignore[union-attr]
+        self._graph_key = (qualified, engine)
         #: called with a stage name at points inside a write (crash tests inject faults here)
         self.fault_hook: Callable[[str], None] | None = None
         self._planner = Planner(lambda: self.graph, self.terms_at, self._fault)
+        setups = _SETUPS.setdefault(engine, {})
+        known = setups.get(qualified)
+        if known is not None and policy is None and binding is None and effective_from is None \
+                and hold_days is None and min_payout is None and payout_fee is None:
+            # a ledger this process opened before, no new terms: nothing to check or build again (a
+            # backend that opens ``Ledger(connection)`` per request pays no query and no metadata)
+            self.tables, self._sql, self._lock_key, self._binding = known.tables, known.sql, known.lock_key, \
+                known.binding
+            self._terms: list[TermsVersion] = known.terms
+            self._terms_starts: list[int] = known.terms_starts
+            return
+        self.tables = LedgerTables(prefix, schema)
+        self._lock_key = int.from_bytes(hashlib.sha256(f"cps_engine.ledger:{qualified}".encode()).digest()[:8],
+                                        "big", signed=True)
+        self._sql = Statements(self.tables, engine.dialect, self._lock_key)
+        self._terms = []
+        self._terms_starts = []
+        self._binding = BindingConfig()
         # validate every input before touching the database (MariaDB commits DDL at once)
         pol = load_policy(policy) if policy is not None else None
         LedgerRules.of(hold_days=7 if hold_days is None else hold_days, min_payout=min_payout, payout_fee=payout_fee)
@@ -143,6 +171,8 @@ class Ledger:
             ensure_schema(conn, self.tables, protect=protect)
             self._init_meta(conn, binding)
             self._init_terms(conn, pol, hold_days, min_payout, payout_fee, effective_from)
+        setups[qualified] = _Setup(self.tables, self._sql, self._lock_key, self._binding, self._terms,
+                                   self._terms_starts)
 
     @classmethod
     def open(cls, path: str | Path, policy: PolicyConfig | Mapping[str, Any] | str | Path | None = None, *,
@@ -197,6 +227,11 @@ class Ledger:
         self._terms = [TermsVersion(r.version, r.effective_us, load_policy(json.loads(r.policy)),
                                     LedgerRules.from_json(r.settings)) for r in rows]
         self._terms_starts = [v.effective_us for v in self._terms]
+        qualified, engine = self._graph_key
+        known = _SETUPS.get(engine, {}).get(qualified)
+        if known is not None:  # the next Ledger opened on this database starts from these terms
+            _SETUPS[engine][qualified] = _Setup(known.tables, known.sql, known.lock_key, known.binding, self._terms,
+                                                self._terms_starts)
 
     def _init_terms(self, conn: sa.Connection, policy: Any, hold_days: int | None, min_payout: Any,
                     payout_fee: Any, effective_from: datetime | str | None) -> None:
