@@ -149,3 +149,30 @@ _entry_values = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(m
     "config_hash")} | {"effective_us": st.integers(0, 2**48), "available_us": st.none() | st.integers(0, 2**48)}))
 def test_fixed_format_encoder_writes_the_json_encoders_bytes(entry: dict[str, object]) -> None:
     assert hashing.encode_entry(entry) == hashing.encode_entry_reference(entry)
+
+
+def _norm_reference(value: object) -> object:
+    """The normalisation as first written (isinstance chain, strftime): the fast one must agree."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {k: _norm_reference(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_norm_reference(v) for v in value]
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=3)
+    | st.datetimes(timezones=st.timezones()),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8))
+def test_payload_normalisation_matches_its_definition(value: object) -> None:
+    assert hashing._norm(value) == _norm_reference(value)

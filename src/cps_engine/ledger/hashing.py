@@ -134,14 +134,40 @@ def fold_chain(entries: Iterable[Mapping[str, Any]], prev: str = GENESIS) -> str
 
 
 def _norm(value: Any) -> Any:
-    """Amounts as minimal decimal text, times as UTC microsecond text, recursively."""
+    """Amounts as minimal decimal text, times as UTC microsecond text, recursively.
+
+    Dispatches on the exact type (the values come from ``model_dump``: str, int, bool, None,
+    Decimal, datetime, dict, list); any other type goes through the general branch.
+
+    >>> _norm({"a": [Decimal("5.10"), Decimal("-0.00")], "t": datetime(2026, 3, 1, tzinfo=UTC)})
+    {'a': ['5.1', '0'], 't': '2026-03-01T00:00:00.000000Z'}
+    """
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool:
+        return value
+    if kind is Decimal:
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if kind is datetime:
+        u = value.astimezone(UTC)
+        if u.year >= 1000:  # isoformat's fixed width equals strftime's here, at a third of the cost
+            return u.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        return u.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if kind is dict:
+        return {k: _norm(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_norm(v) for v in value]
+    return _norm_general(value)
+
+
+def _norm_general(value: Any) -> Any:
+    """:func:`_norm` for subclasses of the types it dispatches on exactly."""
     if isinstance(value, dict):
         return {k: _norm(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_norm(v) for v in value]
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return "0" if text in ("-0", "0") else text
+        return _norm(Decimal(value))
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return value
