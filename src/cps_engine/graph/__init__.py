@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import importlib
 from bisect import bisect_right, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +45,25 @@ __all__ = ["NEVER", "BindingConfig", "BindingMode", "BindingRecord", "Chain", "L
 NEVER: Final = 2**62
 _NEVER: Final = NEVER
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _intern(names: Sequence[str]) -> tuple[Interner, Sequence[int] | NDArray[np.int64]]:
+    """The :class:`Interner` of ``names`` (ids in order of first appearance, as ``Interner.add`` gives
+    them one by one) and each name's id: one Arrow dictionary encoding when pyarrow is installed."""
+    people = Interner()
+    try:
+        pa: Any = importlib.import_module("pyarrow")
+    except ImportError:  # pragma: no cover - exercised without pyarrow
+        return people, [people.add(s) for s in names]
+    try:
+        enc = pa.array(names, type=pa.large_string()).dictionary_encode()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return people, [people.add(s) for s in names]
+    if enc.null_count:
+        return people, [people.add(s) for s in names]  # a missing name: refused as one by one
+    people.names = enc.dictionary.to_pylist()
+    people.ids = dict(zip(people.names, range(len(people.names)), strict=True))
+    return people, np.asarray(enc.indices, dtype=np.int64)
 
 
 def _iso(us: int) -> str:
@@ -85,12 +105,16 @@ class ShareGraph:
         self._first_share: dict[int, int] = {}
         #: grows with every share or bind added: caches of derived arrays compare it
         self.version = 0
-        if len(self._shares):
-            sharer, at = self._shares.np("sharer"), self._shares.at_us
-            first = self._first_share
-            for person, us in zip(sharer.tolist(), at.tolist(), strict=True):
-                if us < first.get(person, _NEVER):
-                    first[person] = us
+        if len(self._shares):  # each person's earliest share, keyed in order of first appearance
+            sharer = self._shares.np("sharer").astype(np.int64)
+            at = np.frombuffer(self._shares.at_us, dtype=np.int64)
+            by = np.lexsort((at, sharer))
+            s_by = sharer[by]
+            head = np.flatnonzero(np.r_[True, s_by[1:] != s_by[:-1]])
+            persons, earliest = s_by[head], at[by[head]]
+            _, first_index = np.unique(sharer, return_index=True)  # persons come out sorted, as s_by
+            keyed = np.argsort(first_index, kind="stable")
+            self._first_share = dict(zip(persons[keyed].tolist(), earliest[keyed].tolist(), strict=True))
 
     @property
     def binding(self) -> BindingConfig:
@@ -301,8 +325,7 @@ class ShareGraph:
         """
         if not (len(share_ids) == len(sharers) == len(parents)):
             raise ValueError("share_ids, sharers and parents must have the same length")
-        people = Interner()
-        pid = [people.add(s) for s in sharers]
+        people, pid = _intern(sharers)
         if len(set(share_ids)) != len(share_ids):
             dup = next(s for s, c in Counter(share_ids).items() if c > 1)
             raise DuplicateEvent("share id used twice", record=dup, field="id")

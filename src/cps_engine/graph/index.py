@@ -23,9 +23,10 @@ last append, so the online path never pays for them.
 
 from __future__ import annotations
 
+import importlib
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -165,7 +166,7 @@ class ShareIndex:
     def build(
         cls,
         share_ids: Sequence[str],
-        sharers: Sequence[int],
+        sharers: Sequence[int] | NDArray[np.int64],
         parents: Sequence[str | None],
         at_us: Sequence[int] | None = None,
     ) -> ShareIndex:
@@ -183,8 +184,7 @@ class ShareIndex:
         if n != len(share_ids):
             raise ValueError("share ids must be unique; deduplicate before building the index")
         ids.names = list(share_ids)
-        get = lookup.get
-        parent = np.array([-1 if p is None else get(p, -2) for p in parents], dtype=np.int64)
+        parent = _parents(parents, share_ids, lookup)
         if len(parent) != n:
             raise ValueError("share_ids and parents must have the same length")
         bad = np.flatnonzero((parent == -2) | (parent == np.arange(n)))
@@ -315,11 +315,35 @@ class ShareIndex:
         return sum(a.itemsize * len(a) for a in cols) + len(self.repeat) + extra
 
 
+def _parents(parents: Sequence[str | None], share_ids: Sequence[str], lookup: dict[str, int]) -> NDArray[np.int64]:
+    """Index of every parent share id (-1: a root, -2: unknown), by one Arrow hash lookup when
+    pyarrow is installed."""
+    pa: Any = None
+    try:
+        pa = importlib.import_module("pyarrow")
+        pc: Any = importlib.import_module("pyarrow.compute")
+    except ImportError:  # pragma: no cover - exercised without pyarrow
+        pa = None
+    if pa is not None and len(parents):
+        try:
+            arr = pa.array(parents, type=pa.large_string())
+            found = pc.index_in(arr, value_set=pa.array(share_ids, type=pa.large_string()))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        else:
+            out = np.asarray(found.fill_null(-2).to_numpy(zero_copy_only=False), dtype=np.int64)
+            if arr.null_count:
+                out[np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = -1
+            return out
+    get = lookup.get
+    return np.array([-1 if p is None else get(p, -2) for p in parents], dtype=np.int64)
+
+
 def _person_csr(sharer: NDArray[np.int64], tin: NDArray[np.int64], n_people: int) -> tuple[
         NDArray[np.int64], NDArray[np.int64]]:
     """Shares of each person (CSR), sorted by preorder so ancestors come before descendants."""
     n = len(sharer)
-    by_person = np.lexsort((tin, sharer)) if n else np.zeros(0, dtype=np.int64)
+    by_person = np.argsort(sharer * max(n, 1) + tin, kind="stable") if n else np.zeros(0, dtype=np.int64)
     ptr = np.zeros(n_people + 1, dtype=np.int64)
     if n:
         np.cumsum(np.bincount(sharer, minlength=n_people), out=ptr[1:])
@@ -402,14 +426,48 @@ def _exact_depth(parent: NDArray[np.int64]) -> NDArray[np.int64]:
 
 def _euler(parent: NDArray[np.int64], depth: NDArray[np.int64]) -> tuple[
         NDArray[np.int64], NDArray[np.int64]]:
-    """Preorder entry time and last preorder time in the subtree of every share (vectorised by level)."""
+    """Preorder entry time and last preorder time in the subtree of every share (children in id
+    order), with no Python loop over the depth of a chain.
+
+    Runs of only children (a share whose parent has exactly one child) are collapsed first, by
+    pointer jumping: inside a run, preorder times just count down the run and every share ends
+    where the run's head ends.  The level-by-level sweep then runs over the collapsed forest, whose
+    depth counts only the branching shares on a path (one level for a 100k-deep chain).
+    """
     n = len(parent)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     idx = np.arange(n, dtype=np.int64)
-    order = np.lexsort((idx, parent, depth))  # by depth, then parent, then id
+    has_parent = parent >= 0
+    kids = np.bincount(parent[has_parent], minlength=n)
+    only = has_parent & (kids[np.where(has_parent, parent, 0)] == 1)  # the only child of its parent
+    head = _roots(np.where(only, parent, idx))  # top of each run of only children
+    heads = np.flatnonzero(~only)
+    offset = depth - depth[head]
+    run_len = np.zeros(n, dtype=np.int64)
+    np.maximum.at(run_len, head, offset + 1)
+    # the collapsed forest: a head's parent run is the run of its parent share
+    ph = np.where(has_parent[heads], head[np.where(has_parent[heads], parent[heads], 0)], -1)
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[heads] = np.arange(len(heads))
+    cparent = np.where(ph >= 0, slot[np.maximum(ph, 0)], -1)
+    cdepth = _exact_depth(cparent)
+    ctin, csize = _euler_runs(cparent, cdepth, run_len[heads])
+    tin = ctin[slot[head]] + offset
+    tout = ctin[slot[head]] + csize[slot[head]] - 1
+    return tin, tout
+
+
+def _euler_runs(parent: NDArray[np.int64], depth: NDArray[np.int64], length: NDArray[np.int64]) -> tuple[
+        NDArray[np.int64], NDArray[np.int64]]:
+    """Preorder entry time of the head of every run and the size of its subtree (shares), where
+    run ``i`` holds ``length[i]`` shares and its children hang below its last share: one vector step
+    per level of the collapsed forest."""
+    n = len(parent)
+    idx = np.arange(n, dtype=np.int64)
+    order = np.lexsort((idx, parent, depth))  # by depth, then parent, then id (= share id order)
     bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
-    size = np.ones(n, dtype=np.int64)
+    size = length.copy()
     for d in range(len(bounds) - 2, 0, -1):
         lvl = order[bounds[d]:bounds[d + 1]]
         np.add.at(size, parent[lvl], size[lvl])
@@ -424,8 +482,8 @@ def _euler(parent: NDArray[np.int64], depth: NDArray[np.int64]) -> tuple[
         par = parent[lvl]
         first = np.r_[True, par[1:] != par[:-1]]
         group_start = np.maximum.accumulate(np.where(first, np.arange(len(lvl)), 0))
-        tin[lvl] = tin[par] + 1 + excl - excl[group_start]
-    return tin, tin + size - 1
+        tin[lvl] = tin[par] + length[par] + excl - excl[group_start]
+    return tin, size
 
 
 def _repeats(parent: NDArray[np.int64], sharer: NDArray[np.int64], tin: NDArray[np.int64],
