@@ -110,6 +110,9 @@ def _frame(cols: OrderColumns, res: Result, policy: PolicyConfig) -> pd.DataFram
         "rate": res.rate.series(),
         "base_minor": res.net[res.pos],
     }
+    if res.rule is not None and res.path is not None:
+        data["rule"] = res.rule.series()
+        data["path"] = res.path.series()
     frame = pd.DataFrame(data, copy=False)
     frame.attrs["cps_engine"] = {"policy": policy.label, "config_hash": policy.config_hash,
                                  "rounding": policy.rounding.value, "orders": len(cols),
@@ -120,17 +123,19 @@ def _frame(cols: OrderColumns, res: Result, policy: PolicyConfig) -> pd.DataFram
 @overload
 def compute_batch(orders: dd.DataFrame, graph: ShareGraph | None,  # type: ignore[overload-overlap]
                   policy: PolicyLike, *, refunds: object = None,
-                  binding: BindingConfig | BindingMode | str = ...) -> dd.DataFrame: ...
+                  binding: BindingConfig | BindingMode | str = ..., provenance: bool = ...) -> dd.DataFrame: ...
 
 
 @overload
 def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, *,
-                  refunds: object = None, binding: BindingConfig | BindingMode | str = ...) -> pd.DataFrame: ...
+                  refunds: object = None, binding: BindingConfig | BindingMode | str = ...,
+                  provenance: bool = ...) -> pd.DataFrame: ...
 
 
 def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, *,
                   refunds: object = None,
-                  binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS) -> Any:
+                  binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
+                  provenance: bool = False) -> Any:
     """Commission lines of many orders under ``policy``, one row per line.
 
     ``orders``: a pandas or polars DataFrame, an Arrow table, or an iterable of events (then the
@@ -143,6 +148,8 @@ def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, 
     (exact text, e.g. ``'0.1'`` or ``'1/3'``) and ``base_minor`` (the net commissionable base the
     line was computed on).  Rows follow the orders (frame order, or time order for events), then
     level.  Lines of zero are left out, as in :class:`~cps_engine.engine.Settlement`.
+    ``provenance=True`` adds ``rule`` and ``path`` (the share/bind/order ids read, nearest first,
+    joined by ``/``), as :meth:`CommissionLine.as_row <cps_engine.engine.CommissionLine.as_row>` gives them.
 
     >>> from cps_engine.models import load_events
     >>> evs = load_events(['{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00Z"}',
@@ -167,7 +174,7 @@ def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, 
         graph = ShareGraph.from_events(events, binding=binding)
         orders = events
     cols = order_columns(orders, refunds)
-    return _frame(cols, run(cols, graph, pol), pol)
+    return _frame(cols, run(cols, graph, pol, provenance=provenance), pol)
 
 
 def orders_frame(events: Iterable[Event]) -> pd.DataFrame:
