@@ -57,7 +57,19 @@ def test_chain_vectors_are_frozen() -> None:
 def test_payload_hash_and_merkle_are_frozen() -> None:
     assert payload_hash(order("o1", "s2", "100.00", at=0)) == (
         "6ffbf317c242d699dce27e8e6fb01dfbde623a8961bd0608ca5bd4a52a752e37")
-    assert merkle_root(["a", "b", "c"]) == "e9636069c740c9ff51625b01a0b040396d265a9b920cc6febdfa5ecc9f58ecce"
+    # the ledger statement root is the RFC 6962 root since issue 11 (it was
+    # e9636069c740c9ff51625b01a0b040396d265a9b920cc6febdfa5ecc9f58ecce, pairing the odd leaf with itself)
+    assert merkle_root(["a", "b", "c"]) == "36642e73c2540ab121e3a6bf9545b0a24982cd830eb13d3cd19de3ce6c021ec1"
+
+
+def test_ledger_merkle_root_is_rfc6962_and_has_no_duplicate_leaf_ambiguity() -> None:
+    from cps_engine.audit.merkle import merkle_root as audit_root
+
+    for n in range(0, 9):
+        leaves = [f"line{i}" for i in range(n)]
+        assert merkle_root(leaves) == audit_root(x.encode() for x in leaves).hex()
+        if n:
+            assert merkle_root(leaves) != merkle_root([*leaves, leaves[-1]]), n  # CVE-2012-2459
 
 
 def test_every_field_changes_the_hash() -> None:

@@ -57,6 +57,7 @@ from cps_engine.errors import CpsError, InvalidMoney, InvalidRate, OutputError, 
 from cps_engine.graph import BindingConfig, BindingMode
 from cps_engine.ledger import Ledger
 from cps_engine.limits import add_days, check_time
+from cps_engine.merkle import canonical_json
 from cps_engine.models import Event, OrderEvent
 from cps_engine.money import CURRENCIES, Money, format_rate, parse_amount, parse_rate
 from cps_engine.policies.base import PolicyConfig
@@ -111,16 +112,6 @@ def library_version() -> str:
         return version("cps-engine")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0.0.0"
-
-
-def canonical_json(obj: Any) -> bytes:
-    """UTF-8 JSON, keys sorted, no whitespace, non-ASCII kept: the one byte form that is hashed.
-
-    >>> canonical_json({"b": 1, "a": ["é", None]})
-    b'{"a":["\\xc3\\xa9",null],"b":1}'
-    """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
 
 
 def _decimal_text(d: Decimal) -> str:

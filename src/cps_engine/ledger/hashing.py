@@ -30,6 +30,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final
 
+from cps_engine import merkle
 from cps_engine.models import Event, event_to_json
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
 ENCODING_VERSION: Final = 1
 GENESIS: Final = "00" * 32
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 #: entry fields in the encoding; ``*_us`` times are rendered as ISO text under the name without ``_us``
 _FIELDS: Final = ("seq", "event", "kind", "account", "payee", "currency", "amount", "order", "revision",
@@ -70,7 +70,7 @@ def canonical_json(data: Mapping[str, Any]) -> str:
     >>> canonical_json({"b": 1, "a": None, "c": "é"})
     '{"b":1,"c":"é"}'
     """
-    return _JSON.encode({k: v for k, v in data.items() if v is not None})
+    return merkle.canonical_json({k: v for k, v in data.items() if v is not None}).decode("utf-8")
 
 
 #: (output key, entry field, is a time) in the sorted order of the output keys
@@ -114,7 +114,7 @@ def encode_entry_reference(entry: Mapping[str, Any]) -> str:
         if kind is not int and kind is not str:
             raise TypeError(f"entry field {name!r} must be int or str, not {kind.__name__}")
         out[name[:-3] if name.endswith("_us") else name] = iso_us(value) if name.endswith("_us") else value
-    return _JSON.encode(out)
+    return merkle.canonical_json(out).decode("utf-8")
 
 
 def chain_hash(prev: str, entry: Mapping[str, Any]) -> str:
@@ -198,16 +198,16 @@ def event_payload(event: Event) -> str:
 
 
 def merkle_root(leaves: Iterable[str]) -> str:
-    """Merkle root (sha256, hex) over leaf texts; an odd node is paired with itself; no leaves -> GENESIS.
+    """RFC 6962 Merkle root (sha256, hex) over leaf texts (UTF-8), by :mod:`cps_engine.merkle`: the same
+    tree as the audit statements.  An odd node is carried up, never paired with itself, so ``[a, b, c]``
+    and ``[a, b, c, c]`` differ (CVE-2012-2459); no leaves -> ``sha256()`` of nothing.
+
+    (Until cps-engine 0.x the ledger statement root paired an odd node with itself and gave
+    :data:`GENESIS` for no lines; roots of statements written before differ for 3, 5, 6, 7, ... lines.)
 
     >>> merkle_root(["a"]) == hashlib.sha256(b"\\x00a").hexdigest()
     True
+    >>> merkle_root(["a", "b", "c"]) != merkle_root(["a", "b", "c", "c"])
+    True
     """
-    level = [hashlib.sha256(b"\x00" + leaf.encode("utf-8")).digest() for leaf in leaves]
-    if not level:
-        return GENESIS
-    while len(level) > 1:
-        if len(level) % 2:
-            level.append(level[-1])
-        level = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
-    return level[0].hex()
+    return merkle.merkle_root(leaf.encode("utf-8") for leaf in leaves).hex()
