@@ -249,6 +249,9 @@ def _mount() -> None:
     app.command("statement")(statement)
     app.add_typer(ledger_app, name="ledger", help="Commission ledger: record events, balances, statements.")
     app.command("whatif")(whatif)
+    from cps_engine.service.cli import serve_app
+
+    app.add_typer(serve_app, name="serve", help="The HTTP service and its tenants, keys and webhooks.")
 
 
 _mount()
