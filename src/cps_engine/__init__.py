@@ -2,119 +2,252 @@
 
 The flow of one order: events -> graph -> chain -> policy -> awards -> commission lines.
 
+Importing the package is light: the vocabulary (errors, money, events) loads at once, every other
+name on first use (PEP 562), so ``from cps_engine import compute`` never loads SQLAlchemy, the
+audit tools or pandas; ``from cps_engine import Ledger`` loads the ledger when it is asked for.
+
 >>> from cps_engine import Money, load_events, ShareGraph, load_policy, compute
 >>> Money.of("19.90", "CNY")
 Money(minor=1990, currency='CNY')
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from cps_engine.audit import (
-    ColumnMap,
-    Statement,
-    StatementLine,
-    build_statement,
-    check_integrity,
-    compliance_report,
-    explain_order,
-    read_statement,
-    statement_from_ledger,
-    verify_statement,
-)
-from cps_engine.batch import compute_batch
-from cps_engine.engine import (
-    CommissionLine,
-    Provenance,
-    Settlement,
-    compute,
-    compute_events,
-    net_base,
-    refunds_by_order,
-    settle,
-)
-from cps_engine.errors import (
-    ComplianceViolation,
-    CpsError,
-    CurrencyMismatch,
-    CycleError,
-    DuplicateEvent,
-    EventValidationError,
-    FloatRejected,
-    GraphError,
-    IdempotencyConflict,
-    InvalidEvent,
-    InvalidMoney,
-    InvalidPolicyConfig,
-    InvalidRate,
-    PolicyRegistrationError,
-    SelfReferralError,
-    UnknownCurrency,
-    UnknownReference,
-)
-from cps_engine.graph import BindingConfig, BindingMode, BindingRecord, Chain, Link, ShareGraph
-from cps_engine.ledger import (
-    Balance,
-    BelowMinimumPayout,
-    ChainHead,
-    Entry,
-    InsufficientBalance,
-    Ledger,
-    LedgerIntegrityError,
-    LedgerRules,
-    Outcome,
-    ParkedEvent,
-    PayoutRefused,
-    Recorded,
-    RecordSummary,
-    TermsVersion,
-    Verification,
-    sqlite_engine,
-)
-from cps_engine.ledger import Statement as LedgerStatement
-from cps_engine.ledger import StatementLine as LedgerStatementLine
-from cps_engine.ledger import build_statement as build_ledger_statement
-from cps_engine.models import (
-    BindEvent,
-    Event,
-    OrderEvent,
-    OrderLine,
-    PayoutEvent,
-    RefundEvent,
-    RoleEvent,
-    ShareEvent,
-    dump_events,
-    iter_events,
-    load_events,
-    parse_event,
-    validate_events,
-)
-from cps_engine.money import CURRENCIES, Money, Rounding, apply_rate, format_rate, parse_rate
-from cps_engine.policies import (
-    Award,
-    BaseConfig,
-    CappedMultilevel,
-    Compliant,
-    FirstSharer,
-    LastSharer,
-    Linear,
-    OrderView,
-    PolicyConfig,
-    PositionBased,
-    TimeDecay,
-    dump_policy,
-    load_policy,
-    policy_kinds,
-    policy_schema,
-    register,
-)
-from cps_engine.rules import PROFILES, RULES
-from cps_engine.simulate import Cascade, Launch, cascade, launch
-from cps_engine.whatif import Comparison, compare, gini
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+#: public name -> (module, attribute), imported on first access
+_LAZY: dict[str, tuple[str, str]] = {
+    "Award": ("cps_engine.policies", "Award"),
+    "Balance": ("cps_engine.ledger", "Balance"),
+    "BaseConfig": ("cps_engine.policies", "BaseConfig"),
+    "BelowMinimumPayout": ("cps_engine.ledger", "BelowMinimumPayout"),
+    "BindEvent": ("cps_engine.models", "BindEvent"),
+    "BindingConfig": ("cps_engine.graph", "BindingConfig"),
+    "BindingMode": ("cps_engine.graph", "BindingMode"),
+    "BindingRecord": ("cps_engine.graph", "BindingRecord"),
+    "CURRENCIES": ("cps_engine.money", "CURRENCIES"),
+    "CappedMultilevel": ("cps_engine.policies", "CappedMultilevel"),
+    "Cascade": ("cps_engine.simulate", "Cascade"),
+    "Chain": ("cps_engine.graph", "Chain"),
+    "ChainHead": ("cps_engine.ledger", "ChainHead"),
+    "ColumnMap": ("cps_engine.audit", "ColumnMap"),
+    "CommissionLine": ("cps_engine.engine", "CommissionLine"),
+    "Comparison": ("cps_engine.whatif", "Comparison"),
+    "ComplianceViolation": ("cps_engine.errors", "ComplianceViolation"),
+    "Compliant": ("cps_engine.policies", "Compliant"),
+    "CpsError": ("cps_engine.errors", "CpsError"),
+    "CurrencyMismatch": ("cps_engine.errors", "CurrencyMismatch"),
+    "CycleError": ("cps_engine.errors", "CycleError"),
+    "DuplicateEvent": ("cps_engine.errors", "DuplicateEvent"),
+    "Entry": ("cps_engine.ledger", "Entry"),
+    "Event": ("cps_engine.models", "Event"),
+    "EventValidationError": ("cps_engine.errors", "EventValidationError"),
+    "FirstSharer": ("cps_engine.policies", "FirstSharer"),
+    "FloatRejected": ("cps_engine.errors", "FloatRejected"),
+    "GraphError": ("cps_engine.errors", "GraphError"),
+    "IdempotencyConflict": ("cps_engine.errors", "IdempotencyConflict"),
+    "InsufficientBalance": ("cps_engine.ledger", "InsufficientBalance"),
+    "InvalidEvent": ("cps_engine.errors", "InvalidEvent"),
+    "InvalidMoney": ("cps_engine.errors", "InvalidMoney"),
+    "InvalidPolicyConfig": ("cps_engine.errors", "InvalidPolicyConfig"),
+    "InvalidRate": ("cps_engine.errors", "InvalidRate"),
+    "LastSharer": ("cps_engine.policies", "LastSharer"),
+    "Launch": ("cps_engine.simulate", "Launch"),
+    "Ledger": ("cps_engine.ledger", "Ledger"),
+    "LedgerIntegrityError": ("cps_engine.ledger", "LedgerIntegrityError"),
+    "LedgerRules": ("cps_engine.ledger", "LedgerRules"),
+    "LedgerStatement": ("cps_engine.ledger", "Statement"),
+    "LedgerStatementLine": ("cps_engine.ledger", "StatementLine"),
+    "Linear": ("cps_engine.policies", "Linear"),
+    "Link": ("cps_engine.graph", "Link"),
+    "Money": ("cps_engine.money", "Money"),
+    "OrderEvent": ("cps_engine.models", "OrderEvent"),
+    "OrderLine": ("cps_engine.models", "OrderLine"),
+    "OrderView": ("cps_engine.policies", "OrderView"),
+    "Outcome": ("cps_engine.ledger", "Outcome"),
+    "PROFILES": ("cps_engine.rules", "PROFILES"),
+    "ParkedEvent": ("cps_engine.ledger", "ParkedEvent"),
+    "PayoutEvent": ("cps_engine.models", "PayoutEvent"),
+    "PayoutRefused": ("cps_engine.ledger", "PayoutRefused"),
+    "PolicyConfig": ("cps_engine.policies", "PolicyConfig"),
+    "PolicyRegistrationError": ("cps_engine.errors", "PolicyRegistrationError"),
+    "PositionBased": ("cps_engine.policies", "PositionBased"),
+    "Provenance": ("cps_engine.engine", "Provenance"),
+    "RULES": ("cps_engine.rules", "RULES"),
+    "RecordSummary": ("cps_engine.ledger", "RecordSummary"),
+    "Recorded": ("cps_engine.ledger", "Recorded"),
+    "RefundEvent": ("cps_engine.models", "RefundEvent"),
+    "RoleEvent": ("cps_engine.models", "RoleEvent"),
+    "Rounding": ("cps_engine.money", "Rounding"),
+    "SelfReferralError": ("cps_engine.errors", "SelfReferralError"),
+    "Settlement": ("cps_engine.engine", "Settlement"),
+    "ShareEvent": ("cps_engine.models", "ShareEvent"),
+    "ShareGraph": ("cps_engine.graph", "ShareGraph"),
+    "Statement": ("cps_engine.audit", "Statement"),
+    "StatementLine": ("cps_engine.audit", "StatementLine"),
+    "TermsVersion": ("cps_engine.ledger", "TermsVersion"),
+    "TimeDecay": ("cps_engine.policies", "TimeDecay"),
+    "UnknownCurrency": ("cps_engine.errors", "UnknownCurrency"),
+    "UnknownReference": ("cps_engine.errors", "UnknownReference"),
+    "Verification": ("cps_engine.ledger", "Verification"),
+    "apply_rate": ("cps_engine.money", "apply_rate"),
+    "build_ledger_statement": ("cps_engine.ledger", "build_statement"),
+    "build_statement": ("cps_engine.audit", "build_statement"),
+    "cascade": ("cps_engine.simulate", "cascade"),
+    "check_integrity": ("cps_engine.audit", "check_integrity"),
+    "compare": ("cps_engine.whatif", "compare"),
+    "compliance_report": ("cps_engine.audit", "compliance_report"),
+    "compute": ("cps_engine.engine", "compute"),
+    "compute_batch": ("cps_engine.batch", "compute_batch"),
+    "compute_events": ("cps_engine.engine", "compute_events"),
+    "dump_events": ("cps_engine.models", "dump_events"),
+    "dump_policy": ("cps_engine.policies", "dump_policy"),
+    "explain_order": ("cps_engine.audit", "explain_order"),
+    "format_rate": ("cps_engine.money", "format_rate"),
+    "gini": ("cps_engine.whatif", "gini"),
+    "iter_events": ("cps_engine.models", "iter_events"),
+    "launch": ("cps_engine.simulate", "launch"),
+    "load_events": ("cps_engine.models", "load_events"),
+    "load_policy": ("cps_engine.policies", "load_policy"),
+    "net_base": ("cps_engine.engine", "net_base"),
+    "parse_event": ("cps_engine.models", "parse_event"),
+    "parse_rate": ("cps_engine.money", "parse_rate"),
+    "policy_kinds": ("cps_engine.policies", "policy_kinds"),
+    "policy_schema": ("cps_engine.policies", "policy_schema"),
+    "read_statement": ("cps_engine.audit", "read_statement"),
+    "refunds_by_order": ("cps_engine.engine", "refunds_by_order"),
+    "register": ("cps_engine.policies", "register"),
+    "settle": ("cps_engine.engine", "settle"),
+    "sqlite_engine": ("cps_engine.ledger", "sqlite_engine"),
+    "statement_from_ledger": ("cps_engine.audit", "statement_from_ledger"),
+    "validate_events": ("cps_engine.models", "validate_events"),
+    "verify_statement": ("cps_engine.audit", "verify_statement"),
+}
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from cps_engine.audit import (
+        ColumnMap,
+        Statement,
+        StatementLine,
+        build_statement,
+        check_integrity,
+        compliance_report,
+        explain_order,
+        read_statement,
+        statement_from_ledger,
+        verify_statement,
+    )
+    from cps_engine.batch import compute_batch
+    from cps_engine.engine import (
+        CommissionLine,
+        Provenance,
+        Settlement,
+        compute,
+        compute_events,
+        net_base,
+        refunds_by_order,
+        settle,
+    )
+    from cps_engine.errors import (
+        ComplianceViolation,
+        CpsError,
+        CurrencyMismatch,
+        CycleError,
+        DuplicateEvent,
+        EventValidationError,
+        FloatRejected,
+        GraphError,
+        IdempotencyConflict,
+        InvalidEvent,
+        InvalidMoney,
+        InvalidPolicyConfig,
+        InvalidRate,
+        PolicyRegistrationError,
+        SelfReferralError,
+        UnknownCurrency,
+        UnknownReference,
+    )
+    from cps_engine.graph import BindingConfig, BindingMode, BindingRecord, Chain, Link, ShareGraph
+    from cps_engine.ledger import (
+        Balance,
+        BelowMinimumPayout,
+        ChainHead,
+        Entry,
+        InsufficientBalance,
+        Ledger,
+        LedgerIntegrityError,
+        LedgerRules,
+        Outcome,
+        ParkedEvent,
+        PayoutRefused,
+        Recorded,
+        RecordSummary,
+        TermsVersion,
+        Verification,
+        sqlite_engine,
+    )
+    from cps_engine.ledger import Statement as LedgerStatement
+    from cps_engine.ledger import StatementLine as LedgerStatementLine
+    from cps_engine.ledger import build_statement as build_ledger_statement
+    from cps_engine.models import (
+        BindEvent,
+        Event,
+        OrderEvent,
+        OrderLine,
+        PayoutEvent,
+        RefundEvent,
+        RoleEvent,
+        ShareEvent,
+        dump_events,
+        iter_events,
+        load_events,
+        parse_event,
+        validate_events,
+    )
+    from cps_engine.money import CURRENCIES, Money, Rounding, apply_rate, format_rate, parse_rate
+    from cps_engine.policies import (
+        Award,
+        BaseConfig,
+        CappedMultilevel,
+        Compliant,
+        FirstSharer,
+        LastSharer,
+        Linear,
+        OrderView,
+        PolicyConfig,
+        PositionBased,
+        TimeDecay,
+        dump_policy,
+        load_policy,
+        policy_kinds,
+        policy_schema,
+        register,
+    )
+    from cps_engine.rules import PROFILES, RULES
+    from cps_engine.simulate import Cascade, Launch, cascade, launch
+    from cps_engine.whatif import Comparison, compare, gini
 
 try:
     __version__ = version("cps-engine")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use and keep it (PEP 562)."""
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'cps_engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CURRENCIES",

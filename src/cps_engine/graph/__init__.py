@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-import networkx as nx
 import numpy as np
 
 from cps_engine.errors import CpsError, DuplicateEvent, SelfReferralError, UnknownReference
@@ -37,6 +36,7 @@ from cps_engine.graph.index import NO_TIME, Interner, ShareIndex
 from cps_engine.models import BindEvent, Event, OrderEvent, ShareEvent
 
 if TYPE_CHECKING:
+    import networkx as nx
     from numpy.typing import NDArray
 
 __all__ = ["NEVER", "BindingConfig", "BindingMode", "BindingRecord", "Chain", "Link", "ShareGraph", "to_micros"]
@@ -502,6 +502,8 @@ class ShareGraph:
 
     def share_tree(self) -> nx.DiGraph[Any]:
         """Shares as nodes (with their ``sharer``), an edge from each share to its re-shares."""
+        import networkx as nx
+
         t: nx.DiGraph[Any] = nx.DiGraph()
         idx = self._shares
         sid = idx.share_ids.names
