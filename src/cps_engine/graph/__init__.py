@@ -486,6 +486,8 @@ class ShareGraph:
     def to_networkx(self) -> nx.MultiDiGraph[Any]:
         """People as nodes; an edge ``u -> v`` per share of v re-shared from u's share (kind
         ``share``, key the share id) and per accepted binding of v under u (kind ``bind``)."""
+        import networkx as nx  # only the analysis helpers need it: the core import stays light
+
         g: nx.MultiDiGraph[Any] = nx.MultiDiGraph()
         names = self._people.names
         idx = self._shares
