@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cps-engine demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests $(wildcard benchmarks)
+	$(PY) -m ruff check src tests $(wildcard benchmarks) $(wildcard tools)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Final
 
+from cps_engine.currencies import ISO4217
 from cps_engine.errors import CurrencyMismatch, FloatRejected, InvalidMoney, InvalidRate, UnknownCurrency, brief
 
 __all__ = [
@@ -47,15 +48,9 @@ __all__ = [
     "parse_rate",
 ]
 
-#: ISO-4217 code -> exponent (number of decimals of the minor unit).
-CURRENCIES: Final[dict[str, int]] = {
-    "CNY": 2, "USD": 2, "EUR": 2, "GBP": 2, "HKD": 2, "TWD": 2, "SGD": 2, "MOP": 2, "AUD": 2,
-    "CAD": 2, "CHF": 2, "NZD": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "INR": 2,
-    "MYR": 2, "THB": 2, "PHP": 2, "IDR": 2, "BRL": 2, "MXN": 2, "ZAR": 2, "AED": 2, "SAR": 2,
-    "TRY": 2, "RUB": 2,
-    "JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "UGX": 0, "PYG": 0,
-    "KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "TND": 3, "LYD": 3, "IQD": 3,
-}
+#: ISO-4217 code -> exponent (number of decimals of the minor unit): every currency of the published
+#: ISO 4217 list that has a minor unit (:mod:`cps_engine.currencies`, generated from a maintained source).
+CURRENCIES: Final[dict[str, int]] = dict(ISO4217)
 
 #: Largest absolute amount in minor units: fits a signed 64-bit column (BIGINT, int64).
 MAX_MINOR: Final[int] = 2**63 - 1
