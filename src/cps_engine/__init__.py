@@ -14,8 +14,9 @@ Money(minor=1990, currency='CNY')
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from cps_engine._version import library_version
 
 #: public name -> (module, attribute), imported on first access
 _LAZY: dict[str, tuple[str, str]] = {
@@ -229,10 +230,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from cps_engine.simulate import Cascade, Launch, cascade, launch
     from cps_engine.whatif import Comparison, compare, gini
 
-try:
-    __version__ = version("cps-engine")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = library_version()
 
 
 def __getattr__(name: str) -> Any:

@@ -46,11 +46,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from fractions import Fraction
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cps_engine._version import library_version
 from cps_engine.audit.merkle import leaf_hash, root_of
 from cps_engine.engine import Settlement, compute_events
 from cps_engine.errors import CpsError, InvalidMoney, InvalidRate, OutputError, brief
@@ -104,14 +104,6 @@ class InvalidStatement(CpsError, ValueError):
         if self.errors:
             message = f"{message}:\n" + "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(message, record=record, field=field, line=line)
-
-
-def library_version() -> str:
-    """Installed version of cps-engine (``0.0.0`` from a bare source tree)."""
-    try:
-        return version("cps-engine")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0"
 
 
 def _decimal_text(d: Decimal) -> str:

@@ -20,9 +20,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import IO, TYPE_CHECKING, Any
 
+from cps_engine._version import library_version
 from cps_engine.ledger.hashing import canonical_json, iso_us, merkle_root
 from cps_engine.ledger.types import ChainHead, Entry, as_micros
 from cps_engine.money import Money
@@ -190,10 +190,7 @@ def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: in
         raise ValueError("a statement period must end after it starts")
     all_moves = movements(entries)
     lines = [m for m in all_moves if s <= m.at_us < e]
-    try:
-        lib = version("cps-engine")
-    except PackageNotFoundError:  # pragma: no cover
-        lib = "0.0.0"
+    lib = library_version()
     manifest = {
         "chain_head": {"seq": chain_head.seq, "hash": chain_head.hash},
         "config_hashes": sorted({m.config_hash for m in lines if m.config_hash}),
