@@ -145,7 +145,7 @@ def receiver() -> Iterator[Receiver]:
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with rec.lock:
                 rec.requests += 1
@@ -184,6 +184,7 @@ class Uvicorn:
     db: str
     workers: int = 1
     deliver: bool = True
+    lease_s: float = 30
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -194,7 +195,8 @@ class Uvicorn:
     def start(self, timeout: float = 30) -> Uvicorn:
         self.port = free_port()
         env = {**os.environ, "CPS_SERVICE_DB": self.db, "CPS_SERVICE_DELIVER": "1" if self.deliver else "0",
-               "CPS_SERVICE_POLL": "0.2"}
+               "CPS_SERVICE_POLL": "0.2",
+               "CPS_SERVICE_LEASE": str(self.lease_s)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "cps_engine.service.app:create_app_from_env", "--factory",
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),

@@ -512,7 +512,8 @@ def create_app(db: str | sa.Engine, *, deliver: bool = True, poll_s: float = 1.0
             e = latest.get((payee, level))
             pol = policies.get(e.config_hash) if e is not None and e.config_hash else None
             out.append({"payee": payee, "level": level, "amount": str(amount.amount), "currency": amount.currency,
-                        "rate": format_rate(Fraction(e.rate)) if e and e.rate else None, "config_hash": e.config_hash if e else None,
+                        "rate": format_rate(Fraction(e.rate)) if e and e.rate else None,
+                        "config_hash": e.config_hash if e else None,
                         "policy": pol.label if pol else None, "policy_kind": pol.kind if pol else None,
                         "revision": e.revision if e else None, "line": e.line if e else None,
                         "effective_at": _iso(e.effective_us) if e else None,
@@ -620,7 +621,12 @@ def openapi_document() -> dict[str, Any]:
 
 
 def create_app_from_env() -> FastAPI:
-    """The app for ``uvicorn --factory`` (``cps-engine serve``): ``CPS_SERVICE_DB``, and
-    ``CPS_SERVICE_DELIVER=0`` to leave webhook delivery to ``cps-engine serve deliver``."""
-    return create_app(os.environ["CPS_SERVICE_DB"], deliver=os.environ.get("CPS_SERVICE_DELIVER", "1") != "0",
+    """The app for ``uvicorn --factory`` (``cps-engine serve``): ``CPS_SERVICE_DB``;
+    ``CPS_SERVICE_DELIVER=0`` leaves webhook delivery to ``cps-engine serve deliver``;
+    ``CPS_SERVICE_POLL`` / ``CPS_SERVICE_LEASE``: the delivery poll interval and claim lease (s)."""
+    db = os.environ["CPS_SERVICE_DB"]
+    deliver = os.environ.get("CPS_SERVICE_DELIVER", "1") != "0"
+    lease = float(os.environ.get("CPS_SERVICE_LEASE", "30"))
+    engine = make_engine(db)
+    return create_app(engine, deliver=deliver, deliverer=Deliverer(engine, lease_s=lease) if deliver else None,
                       poll_s=float(os.environ.get("CPS_SERVICE_POLL", "1.0")))

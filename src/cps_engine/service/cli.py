@@ -174,13 +174,14 @@ def webhook_remove(webhook_id: Annotated[int, typer.Argument()], db: DbOpt) -> N
 
 
 @serve_app.command("deliver")
-def deliver_cmd(db: DbOpt, timeout: Annotated[float, typer.Option("--timeout", help="seconds at most")] = 60.0
+def deliver_cmd(db: DbOpt, timeout: Annotated[float, typer.Option("--timeout", help="seconds at most")] = 60.0,
+                tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's messages")] = None
                 ) -> None:
     """Deliver every webhook message due now, once (exit 1 if some failed and wait for a retry)."""
     with bad_input_exits(ValueError):
         from cps_engine.service.webhooks import Deliverer
 
-        deliverer = Deliverer(_admin(db).engine)
+        deliverer = Deliverer(_admin(db).engine, tenant=tenant)
         try:
             stats = deliverer.drain(timeout_s=timeout)
             left = deliverer.pending()

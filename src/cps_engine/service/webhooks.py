@@ -194,12 +194,14 @@ class DeliveryStats:
 
 
 class Deliverer:
-    """Drains the outbox: claim due rows (a lease), POST them signed, mark delivered or back off."""
+    """Drains the outbox (of every tenant, or of ``tenant``): claim due rows (a lease), POST them signed,
+    mark delivered or back off."""
 
     def __init__(self, engine: sa.Engine, *, client: httpx.Client | None = None, lease_s: float = 30.0,
                  timeout_s: float = 10.0, base_delay_s: float = 1.0, max_delay_s: float = 3600.0,
-                 max_attempts: int = 25, batch: int = 50) -> None:
+                 max_attempts: int = 25, batch: int = 200, tenant: str | None = None) -> None:
         self.engine = engine
+        self.tenant = tenant
         self.client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
         self.lease_us = int(lease_s * 1_000_000)
         self.base_delay_s, self.max_delay_s, self.max_attempts, self.batch = (base_delay_s, max_delay_s,
@@ -220,6 +222,8 @@ class Deliverer:
             due = (sa.select(o.c.id).where(o.c.state == "pending", o.c.due_us <= now,
                                            sa.or_(o.c.lease_us.is_(None), o.c.lease_us < now))
                    .order_by(o.c.due_us, o.c.id).limit(self.batch))
+            if self.tenant is not None:
+                due = due.where(o.c.tenant == self.tenant)
             if conn.dialect.name != "sqlite":
                 due = due.with_for_update(skip_locked=True)
             ids = list(conn.execute(due).scalars())
@@ -230,32 +234,37 @@ class Deliverer:
                  .join(w, w.c.id == o.c.webhook_id).where(o.c.id.in_(ids)).order_by(o.c.due_us, o.c.id))
             return list(conn.execute(q))
 
+    def _post(self, row: sa.Row[Any]) -> str | None:
+        """POST one message; ``None`` when the endpoint took it (2xx), else the error."""
+        if row.disabled_us is not None:
+            return "endpoint removed"
+        body = row.body.encode()
+        ts = int(time.time())
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(row.secret, body, timestamp=ts),
+                   ID_HEADER: row.message_id, TIMESTAMP_HEADER: str(ts), "User-Agent": "cps-engine-webhooks"}
+        try:
+            resp = self.client.post(row.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {str(exc)[:200]}"
+        return None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
+
     def run_once(self) -> DeliveryStats:
-        """Deliver one batch of due messages."""
+        """Deliver one batch of due messages: POST each, then mark them in one transaction."""
         stats = DeliveryStats()
         o = TABLES.outbox
-        for row in self._claim():
-            error: str | None = None
-            if row.disabled_us is not None:
-                error = "endpoint removed"
-            else:
-                body = row.body.encode()
-                ts = int(time.time())
-                headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(row.secret, body, timestamp=ts),
-                           ID_HEADER: row.message_id, TIMESTAMP_HEADER: str(ts), "User-Agent": "cps-engine-webhooks"}
-                try:
-                    resp = self.client.post(row.url, content=body, headers=headers)
-                    if not 200 <= resp.status_code < 300:
-                        error = f"HTTP {resp.status_code}"
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            now = now_us()
-            with self.engine.begin() as conn:
+        rows = self._claim()
+        if not rows:
+            return stats
+        outcomes = [(row, self._post(row)) for row in rows]
+        now = now_us()
+        delivered = [row.id for row, error in outcomes if error is None]
+        with self.engine.begin() as conn:
+            if delivered:
+                conn.execute(o.update().where(o.c.id.in_(delivered)).values(
+                    state="delivered", delivered_us=now, attempts=o.c.attempts + 1, lease_us=None, last_error=None))
+                stats.delivered += len(delivered)
+            for row, error in outcomes:
                 if error is None:
-                    conn.execute(o.update().where(o.c.id == row.id).values(
-                        state="delivered", delivered_us=now, attempts=row.attempts + 1, lease_us=None,
-                        last_error=None))
-                    stats.delivered += 1
                     continue
                 attempts = row.attempts + 1
                 dead = attempts >= self.max_attempts or row.disabled_us is not None
@@ -284,9 +293,11 @@ class Deliverer:
     def pending(self) -> int:
         """Rows not yet delivered (due or not)."""
         o = TABLES.outbox
+        q = sa.select(sa.func.count()).select_from(o).where(o.c.state == "pending")
+        if self.tenant is not None:
+            q = q.where(o.c.tenant == self.tenant)
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(o).where(o.c.state == "pending"))
-                       .scalar() or 0)
+            return int(conn.execute(q).scalar() or 0)
 
     # ------------------------------------------------------------------ background thread
     def wake(self) -> None:
