@@ -1,34 +1,43 @@
 # Every target installs what it needs into .venv first (python3 -m venv + pip), so a fresh
-# machine with only Python 3.11+ and make can run them.
+# machine with only Python 3.11+ and make can run them. `make demo` installs the package alone;
+# the other targets add the extras (EXTRAS) and the development dependency groups (GROUPS, PEP 735,
+# hence pip >= 25.1).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= dev
+EXTRAS ?= all,service
+GROUPS ?= dev
+RUN    := $(VENV)/.installed-run
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck bench install clean
+.PHONY: demo test lint typecheck docs bench install clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
-	touch $(STAMP)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet $(if $(filter dev,$*),-e ".[$(EXTRAS)]" $(addprefix --group ,$(GROUPS)),-e .)
+	touch $@
 
-install: $(STAMP)
+install: $(DEV)
 
-demo: $(STAMP)
+demo: $(RUN)
 	$(VENV)/bin/cps-engine demo
 
-lint: $(STAMP)
-	$(PY) -m ruff check src tests $(wildcard benchmarks) $(wildcard tools)
+lint: $(DEV)
+	$(PY) -m ruff check src tests examples docs/_hooks.py docs/_griffe_rest.py $(wildcard benchmarks) $(wildcard tools)
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(PY) -m mypy
+
+# the documentation site, strict: a broken link or a stale API reference fails (offline, into site/)
+docs: $(DEV)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 test: lint typecheck
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory docs
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis
