@@ -36,3 +36,14 @@ def _include(match: re.Match[str]) -> str:
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
     return _INCLUDE.sub(_include, markdown)
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    """The service page (docs/service.md, written alongside) joins the nav once it exists."""
+    nav = config.get("nav")
+    if nav and (Path(config["docs_dir"]) / "service.md").exists():
+        listed = any("service.md" in str(item) for item in nav)
+        if not listed:
+            at = next((i + 1 for i, item in enumerate(nav) if "compliance.md" in str(item)), len(nav))
+            nav.insert(at, {"HTTP service": "service.md"})
+    return config
