@@ -12,6 +12,7 @@ field; ``audit compliance`` alone also exits **3** for a verdict of *review* (a 
 from __future__ import annotations
 
 import json
+from dataclasses import replace as dc_replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from cps_engine.audit.statement import (
     build_statement,
     read_statement,
     statement_from_ledger,
+    statement_paths,
 )
 from cps_engine.audit.verify import KIND_TITLES, VerificationReport, verify_statement
 from cps_engine.cli_common import bad_input_exits, console, err, fail, output_file, safe, write_stdout
@@ -128,8 +130,15 @@ def statement(
     db: Annotated[str | None, typer.Option(
         "--db", help="instead of --events: a ledger (SQLite file or SQLAlchemy URL); its applied events, "
         "policy, hold days and binding mode")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="with -o: replace a statement already issued for the period (recorded in the new "
+        "manifest as 'replaces'; statements of later periods chained to it must be issued again)")] = False,
 ) -> None:
-    """Payout statement for a period: per-payee lines, totals and a manifest with a Merkle root."""
+    """Payout statement for a period: per-payee lines, totals and a manifest with a Merkle root.
+
+    With ``-o DIR`` a statement already issued for the period is never overwritten silently (the next
+    period's chain check depends on it): ``--replace`` replaces it and records so in the manifest.
+    With ``--db`` the ledger is verified first; a ledger that does not verify gets no statement (exit 1)."""
     _check_format(fmt, ("json", "csv"))
     if (events is None) == (db is None):
         fail("give either --events (with --policy) or --db")
@@ -142,9 +151,10 @@ def statement(
         if prev is None and output is not None:
             prev = _latest_before(output, period)
         if db is not None:
-            from cps_engine.cli_ledger import open_ledger
+            from cps_engine.cli_ledger import check_before_statement, open_ledger
 
             with open_ledger(db) as led:
+                check_before_statement(led)
                 st = statement_from_ledger(led, period, tz=tz or "UTC", as_of=when, previous=prev,
                                            policy=load_policy(policy) if policy is not None else None)
         else:
@@ -157,6 +167,16 @@ def statement(
         if output is None:
             write_stdout(st.to_json() if fmt == "json" else st.to_csv())
             return
+        assert st.manifest is not None
+        issued = statement_paths(output, st.manifest.period)["json"]
+        if issued.exists():  # an issued statement is never overwritten silently: later ones chain to it
+            if not replace:
+                fail(f"{issued}: a statement for {period} was already issued; it is not overwritten (later "
+                     "statements chain to it). Give --replace to issue a replacement, recorded in its manifest")
+            old = read_statement(issued)
+            if old.manifest is not None:
+                fresh = dc_replace(st.manifest, replaces=old.manifest.chain_root)
+                st = dc_replace(st, manifest=dc_replace(fresh, chain_root=fresh.computed_chain_root()))
         paths = st.write(output)
     man = st.manifest
     assert man is not None

@@ -7,41 +7,68 @@ SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``).  Bad inp
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timezone
 from pathlib import Path
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from cps_engine.cli_common import bad_input_exits, cell, console, err, fail, output_file, safe, write_stdout
 from cps_engine.errors import InvalidInput, ValueOutOfRange
-from cps_engine.ledger.ledger import Ledger, sqlite_engine
+from cps_engine.ledger.hashing import iso_us
+from cps_engine.ledger.ledger import DEFAULT_HORIZON_DAYS, Ledger, sqlite_engine
 from cps_engine.ledger.statement import build_statement
 from cps_engine.limits import MAX_DAYS, add_days, check_time
 from cps_engine.models import iter_events
-from cps_engine.textio import CsvWriter
 
 __all__ = ["ledger_app", "open_ledger", "parse_when"]
 
 ledger_app = typer.Typer(name="ledger", help="Commission ledger: record events, balances, statements.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 DbOpt = Annotated[str, typer.Option("--db", help="SQLite file or SQLAlchemy URL")]
+KeyOpt = Annotated[Path | None, typer.Option("--key-file", help="the chain key of a keyed ledger (HMAC-SHA256; "
+                                             "a new ledger becomes keyed); never stored in the ledger")]
 PrefixOpt = Annotated[str, typer.Option("--prefix", help="table name prefix")]
 
 
 def open_ledger(db: str, policy: Path | None = None, *, prefix: str = "cps_", **terms: object) -> Ledger:
     """A ledger on a SQLite path or a database URL; a new one needs ``policy``."""
-    kwargs = {k: v for k, v in terms.items() if v is not None}
+    kwargs = {k: v for k, v in terms.items() if v is not None or k == "horizon_days"}
     if "://" in db:
         return Ledger(db, policy, prefix=prefix, **kwargs)  # type: ignore[arg-type]
     if policy is None and not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such ledger (record into it with --policy first)")
     return Ledger(sqlite_engine(db), policy, prefix=prefix, **kwargs)  # type: ignore[arg-type]
+
+
+def read_key(path: Path | None) -> bytes | None:
+    """The chain key in ``path`` (its bytes, a trailing newline dropped), at least 16 bytes."""
+    if path is None:
+        return None
+    key = path.read_bytes().rstrip(b"\r\n")
+    if len(key) < 16:
+        raise InvalidInput(f"{path}: a chain key needs at least 16 bytes", field="--key-file")
+    return key
+
+
+@contextmanager
+def database_errors(db: str) -> Iterator[None]:
+    """A database error (not ours) as one sentence naming the database and what to do, exit 1."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        first = str(exc.orig).strip().splitlines()[0][:300] if exc.orig is not None else type(exc).__name__
+        hint = ("another process holds the write lock for too long: retry" if "locked" in first else
+                "check the database is reachable and the URL and rights are right, then retry")
+        where = db if "://" not in db else sa.make_url(db).render_as_string(hide_password=True)
+        err.print(f"error: database {safe(where)}: {safe(first)} ({hint})", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def parse_when(text: str, *, end_of_day: bool = False, tz: str = "Z", field: str = "--as-of") -> datetime:
@@ -90,22 +117,60 @@ def record_cmd(
     min_payout: Annotated[list[str] | None, typer.Option("--min-payout", help="e.g. '10.00 CNY'")] = None,
     payout_fee: Annotated[list[str] | None, typer.Option("--payout-fee", help="'1%' or '2.00 CNY'")] = None,
     binding: Annotated[str | None, typer.Option("--binding", help="binding mode (new ledger only)")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="events per transaction")] = 1000,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="events per transaction")] = 1000,
+    horizon: Annotated[int, typer.Option("--horizon-days", min=0, max=MAX_DAYS,
+                                         help="refuse events dated more than this after the latest event")]
+    = DEFAULT_HORIZON_DAYS,
+    key_file: KeyOpt = None,
     prefix: PrefixOpt = "cps_",
 ) -> None:
-    """Record an events file (idempotent: re-recording the same file changes nothing)."""
-    with bad_input_exits(ValueError):
+    """Record an events file (idempotent: re-recording the same file changes nothing).
+
+    The whole file is read and checked first (every line parses; no id conflicts with the ledger or
+    within the file; no event dated beyond the horizon): a problem anywhere commits nothing.  Events
+    are then committed in batches; if recording stops (an error, Ctrl-C) the message says how many
+    were kept, and re-running the file is safe (they are recognised as duplicates)."""
+    with bad_input_exits(ValueError), database_errors(db):
         led = open_ledger(db, policy, prefix=prefix, hold_days=hold_days, min_payout=min_payout or None,
-                          payout_fee=payout_fee or None, binding=binding)
+                          payout_fee=payout_fee or None, binding=binding, chain_key=read_key(key_file),
+                          horizon_days=horizon or None)
         try:
-            size = events.stat().st_size
+            if led.new_terms is not None:
+                t = led.new_terms
+                err.print(f"new terms version {t.version} (policy {safe(t.policy.label)}, config "
+                          f"{t.config_hash[:12]}…, hold {t.rules.hold_days} days) take effect from "
+                          f"{iso_us(t.effective_us)}: events dated from then on use them, earlier ones keep theirs",
+                          highlight=False, soft_wrap=True)
+            evs = list(iter_events(events))  # every line parsed before the first commit
+            problems = led.preflight(evs)
+            if problems:
+                shown = "\n".join(f"  - {p}" for p in problems[:20])
+                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+                fail(f"{events}: nothing recorded: {len(problems)} event(s) would be refused:\n{shown}{more}")
+            done = 0
             with Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          console=err, transient=True, disable=size < 1_000_000 or not err.is_terminal) as bar:
-                with open(events, "rb") as fh:  # bytes: the events reader reports bad text by line
-                    total = sum(1 for line in fh if line.strip())
-                task = bar.add_task("record", total=total)
-                summary = led.record_many(iter_events(events), batch_size=batch,
-                                          progress=lambda n: bar.advance(task, n))
+                          console=err, transient=True, disable=len(evs) < 20_000 or not err.is_terminal) as bar:
+                task = bar.add_task("record", total=len(evs))
+
+                def progress(n: int) -> None:
+                    nonlocal done
+                    done += n
+                    bar.advance(task, n)
+
+                try:
+                    summary = led.record_many(evs, batch_size=batch, progress=progress)
+                except KeyboardInterrupt:
+                    err.print(f"interrupted: {done} of {len(evs)} events of {safe(events)} were recorded and are kept "
+                              f"(committed in batches of {batch}; the batch in progress was rolled back). Re-running "
+                              "the same file is safe: recorded events are recognised as duplicates.", highlight=False,
+                              soft_wrap=True)
+                    raise typer.Exit(130) from None
+                except BaseException:
+                    err.print(f"recording stopped: {done} of {len(evs)} events of {safe(events)} were committed and "
+                              "are kept; the failing batch was rolled back. Re-running the file is safe once the "
+                              "cause is fixed (recorded events are recognised as duplicates).", highlight=False,
+                              soft_wrap=True)
+                    raise
             head = led.chain_head()
             parked = led.parked()
         finally:
@@ -129,7 +194,7 @@ def balance_cmd(
     """Pending, available and paid balances per payee and currency (JSON: decimal strings)."""
     if fmt not in ("table", "json"):
         fail("--format must be table or json")
-    with bad_input_exits(ValueError):
+    with bad_input_exits(ValueError), database_errors(db):
         when = parse_when(as_of) if as_of else None
         led = open_ledger(db, prefix=prefix)
         try:
@@ -156,15 +221,20 @@ def statement_cmd(
     end: Annotated[str, typer.Option("--to", help="last day (inclusive) or ISO time (exclusive)")],
     fmt: Annotated[str, typer.Option("--format", help="csv | json")] = "csv",
     tz: Annotated[str, typer.Option("--tz", help="zone of plain dates, e.g. +08:00")] = "Z",
+    key_file: KeyOpt = None,
     prefix: PrefixOpt = "cps_",
 ) -> None:
-    """A payee's statement for a period: opening, every movement, closing (CSV or JSON)."""
+    """A payee's statement for a period: opening, every movement, closing (CSV or JSON).
+
+    The ledger is verified first (chain, payloads, replay): a ledger that does not verify gets no
+    statement (exit 1), since its figures may not be what was posted."""
     if fmt not in ("csv", "json"):
         fail("--format must be csv or json")
-    with bad_input_exits(ValueError):
+    with bad_input_exits(ValueError), database_errors(db):
         begin, until = parse_when(start, tz=tz, field="--from"), parse_when(end, end_of_day=True, tz=tz, field="--to")
-        led = open_ledger(db, prefix=prefix)
+        led = open_ledger(db, prefix=prefix, chain_key=read_key(key_file))
         try:
+            check_before_statement(led)
             st = build_statement(led, payee, begin, until)
         finally:
             led.close()
@@ -172,17 +242,13 @@ def statement_cmd(
             if fmt == "json":
                 st.write_json(out)
             else:
-                raw = io.StringIO()
-                st.write_csv(raw)
-                writer = CsvWriter(out, (), lineterminator="\n")  # formula cells neutralised, numbers kept
-                for row in csv.reader(io.StringIO(raw.getvalue(), newline="")):
-                    writer.write_cells(row)
+                st.write_csv(out)  # formula cells neutralised, numbers kept
 
 
 @ledger_app.command("parked")
 def parked_cmd(db: DbOpt, prefix: PrefixOpt = "cps_") -> None:
     """Events kept but not applied: waiting for a predecessor, or rejected (JSON Lines)."""
-    with bad_input_exits(ValueError):
+    with bad_input_exits(ValueError), database_errors(db):
         led = open_ledger(db, prefix=prefix)
         try:
             rows = led.parked()
@@ -192,17 +258,52 @@ def parked_cmd(db: DbOpt, prefix: PrefixOpt = "cps_") -> None:
                                          "reason": p.reason}, ensure_ascii=False) + "\n" for p in rows))
 
 
+def check_before_statement(led: Ledger) -> None:
+    """Refuse (exit 1) a statement from a ledger that does not verify; warn when a keyed chain could
+    not be checked for want of its key (the events and entries were still checked by replay)."""
+    v = led.verify()
+    for p in v.problems[:10]:
+        err.print(f"- {safe(p)}", highlight=False, soft_wrap=True)
+    if v.problems:
+        err.print("error: the ledger does not verify (see `cps-engine ledger verify`): no statement is issued from it",
+                  highlight=False)
+        raise typer.Exit(1)
+    for u in v.unchecked:
+        err.print(f"warning: {safe(u)}", highlight=False, soft_wrap=True)
+
+
 @ledger_app.command("verify")
-def verify_cmd(db: DbOpt, prefix: PrefixOpt = "cps_") -> None:
-    """Recompute the hash chain and check every posting balances (exit 1 if not)."""
-    with bad_input_exits(ValueError):
-        led = open_ledger(db, prefix=prefix)
+def verify_cmd(
+    db: DbOpt,
+    expect_head: Annotated[str | None, typer.Option(
+        "--expect-head", help="SEQ:HASH of a head published before (a statement's manifest): it must still be "
+        "in the chain")] = None,
+    key_file: KeyOpt = None,
+    quick: Annotated[bool, typer.Option("--quick", help="skip the replay of the events")] = False,
+    prefix: PrefixOpt = "cps_",
+) -> None:
+    """Check the ledger: hash chain (keyed with --key-file), balanced postings, every stored payload
+    against its hash, and a replay of the events against every entry, order snapshot and refund.
+    Exit 0 ok, 1 a problem found, 2 could not check (e.g. a keyed chain without its key)."""
+    with bad_input_exits(ValueError), database_errors(db):
+        pin: tuple[int, str] | None = None
+        if expect_head is not None:
+            seq, _, h = expect_head.partition(":")
+            if not (seq.isdigit() and len(h) == 64 and all(c in "0123456789abcdefABCDEF" for c in h)):
+                raise InvalidInput(f"{expect_head[:80]!r} is not SEQ:HASH (e.g. 42:9f86d0…, 64 hex digits)",
+                                   field="--expect-head")
+            pin = (int(seq), h.lower())
+        led = open_ledger(db, prefix=prefix, chain_key=read_key(key_file))
         try:
-            v = led.verify()
+            v = led.verify(expect_head=pin, replay=not quick)
         finally:
             led.close()
     for p in v.problems:
-        err.print(f"- {safe(p)}", highlight=False)
-    if not v.ok:
+        err.print(f"- {safe(p)}", highlight=False, soft_wrap=True)
+    if v.problems:
         raise typer.Exit(1)
-    err.print(f"ok: {v.entries} entries, head {v.head.hash}", highlight=False, soft_wrap=True)
+    if v.unchecked:
+        for u in v.unchecked:
+            err.print(f"cannot check: {safe(u)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    err.print(f"ok: {v.entries} entries, head {v.head.seq}:{v.head.hash}", highlight=False, soft_wrap=True)

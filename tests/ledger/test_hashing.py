@@ -140,17 +140,23 @@ def test_verify_detects_a_consistent_but_unbalanced_rewrite() -> None:
     assert v.head.hash != GOLDEN_LEDGER[1]  # and the head no longer matches one published before
 
 
-def test_truncation_is_caught_by_a_published_head() -> None:
-    # cutting the tail leaves a valid shorter chain: only a head published earlier (a statement's
-    # manifest, an audit checkpoint) exposes it -- which is why statements carry the head
+def test_truncation_is_caught_by_replay_and_by_a_published_head() -> None:
+    # cutting the tail leaves a valid shorter chain; the events still post the cut entries (replay),
+    # and a head published earlier (a statement's manifest) no longer exists
     published = Ledger.open(":memory:", POLICY, hold_days=7)
     published.record_many(HISTORY)
     head = published.chain_head()
-    assert _tampered("DELETE FROM cps_entries WHERE seq = 8").verify().problems == (
+    assert _tampered("DELETE FROM cps_entries WHERE seq = 8").verify(replay=False).problems == (
         "event #5: CNY legs sum to -100, not 0",)  # half a posting cut off shows
     led = _tampered("DELETE FROM cps_entries WHERE seq >= 7")  # the whole last posting
-    assert led.verify().ok
+    assert led.verify(replay=False).ok  # the chain alone cannot tell
+    v = led.verify()
+    assert not v.ok and v.problems == ("entries #7..#8 are missing: the events post them (from event payout:p1): "
+                                       "removed from the log",)
     assert led.chain_head() != head
+    v = led.verify(replay=False, expect_head=(head.seq, head.hash))
+    assert v.problems == ("the pinned head #8 is beyond the last entry #6: entries were removed after it was "
+                          "published (truncated)",)
 
 
 _entry_values = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=12))

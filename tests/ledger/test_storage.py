@@ -71,18 +71,39 @@ def test_upgrade_path_runs_each_step_once(tmp_path: Path, monkeypatch: pytest.Mo
 
     def step(conn: sa.Connection, t: schema.LedgerTables) -> None:
         ran.append(1)
-        conn.exec_driver_sql(f"CREATE INDEX {t.prefix}events_at ON {t.events.name} (at_us)")
+        conn.exec_driver_sql(f"CREATE INDEX {t.prefix}events_kind ON {t.events.name} (kind)")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", {1: step})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(schema, "MIGRATIONS", {**schema.MIGRATIONS, 2: step})
     led = Ledger.open(tmp_path / "u.db")
     led2 = Ledger.open(tmp_path / "u.db")
     assert ran == [1]
     assert led2.event_count() == 1
     assert led.tables.metadata is not None
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    with pytest.raises(LedgerSchemaError, match="no migration from schema version 2"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
+    with pytest.raises(LedgerSchemaError, match="no migration from schema version 3"):
         Ledger.open(tmp_path / "u.db")
+
+
+def test_a_schema_1_ledger_is_upgraded_and_keeps_verifying(backend: str,
+                                                            engine_for: Callable[[str], sa.Engine]) -> None:
+    engine = engine_for(backend)
+    prefix = new_prefix()
+    led = Ledger(engine, POLICY, prefix=prefix)
+    led.record_many([share("s1", "amy"), order("o1", "s1", "10.00", at=1)])
+    t = led.tables
+    with engine.begin() as conn:  # what schema 1 looked like: no index on the events' time
+        sa.Index(f"{prefix}events_at", t.events.c.at_us).drop(conn)
+        conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value="1"))
+    from cps_engine.ledger import ledger as ledger_module
+
+    ledger_module._SETUPS.pop(engine, None)
+    again = Ledger(engine, prefix=prefix)
+    with engine.connect() as conn:
+        assert schema.schema_version(conn, t) == 2
+        assert f"{prefix}events_at" in {ix["name"] for ix in sa.inspect(conn).get_indexes(t.events.name)}
+    again.record(order("o2", "s1", "10.00", at=2))
+    assert again.verify().ok
 
 
 def test_terms_rules(tmp_path: Path) -> None:

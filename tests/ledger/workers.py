@@ -106,3 +106,31 @@ def crash_child(path: str, payloads: Events, policy: dict[str, Any], hold: int, 
     engine.dispose()
     with open(count_file, "w") as fh:
         fh.write(str(count))
+
+
+def writer(target: str, prefix: str, payloads: Events, policy: dict[str, Any], timeout: float, errors: Any) -> None:
+    """Record the events one by one with a short lock timeout (a reader holding the write lock fails it)."""
+    try:
+        if "://" in target:
+            engine, kw = open_store(target, prefix)
+        else:
+            engine, kw = sqlite_engine(target, synchronous="NORMAL", timeout=timeout), {}
+        led = Ledger(engine, policy, **kw)
+        for ev in load(payloads):
+            led.record(ev)
+        engine.dispose()
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
+def schema_kill_child(target: str, prefix: str, policy: dict[str, Any]) -> None:
+    """Create a new ledger and SIGKILL this process right after its ``meta`` table is created (on
+    MariaDB/MySQL that table is committed at once: DDL commits implicitly)."""
+    def kill(table: sa.Table, *_: Any, **__: Any) -> None:
+        if table.name.endswith("meta"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sa.event.listen(sa.Table, "after_create", kill)
+    engine, kw = open_store(target, prefix)
+    Ledger(engine, policy, **kw)

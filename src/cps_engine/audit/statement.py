@@ -330,10 +330,16 @@ class Manifest:
     chain_root: str
     leaf_hashes: tuple[str, ...] = ()
     format: str = FORMAT
+    #: the ``chain_root`` of the statement this one replaced (``statement -o DIR --replace``); absent
+    #: (and then left out of the header, so older chain roots are unchanged) for a first issue
+    replaces: str | None = None
 
     def header(self) -> dict[str, Any]:
         """Every field but ``chain_root`` and ``leaf_hashes``: what ``chain_root`` commits to."""
-        return {k: getattr(self, k) for k in _MANIFEST_FIELDS if k not in ("chain_root", "leaf_hashes")}
+        out = {k: getattr(self, k) for k in _MANIFEST_FIELDS if k not in ("chain_root", "leaf_hashes")}
+        if self.replaces is not None:
+            out["replaces"] = self.replaces
+        return out
 
     def computed_chain_root(self) -> str:
         """``sha256(0x02 || canonical_json(header()))`` (hex)."""
@@ -341,6 +347,8 @@ class Manifest:
 
     def as_dict(self, *, leaf_hashes: bool = True) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in _MANIFEST_FIELDS}
+        if self.replaces is not None:
+            out["replaces"] = self.replaces
         out["leaf_hashes"] = list(self.leaf_hashes)
         if not leaf_hashes:
             del out["leaf_hashes"]
@@ -372,6 +380,10 @@ class Manifest:
             elif value is not None and not isinstance(value, str):
                 raise InvalidStatement(f"{name} must be a string", field=f"manifest.{name}")
             kwargs[name] = value
+        replaces = data.get("replaces")
+        if replaces is not None and not isinstance(replaces, str):
+            raise InvalidStatement("replaces must be a string", field="manifest.replaces")
+        kwargs["replaces"] = replaces
         try:
             return cls(**kwargs)
         except TypeError as exc:  # a required string given as null

@@ -55,9 +55,10 @@ nothing for it), and caught up by sequence number: only rows written since it la
 read.  A bind dated before binds already applied replays only the binds of the users it can affect.
 When a share or bind dated at
 or before orders already applied arrives late, those orders are recomputed and, if their awards
-changed, *restated*: the current revision's legs are reversed at their own times and the order's
-whole life (accrual, then each refund in time order) is posted again as a new revision; the same
-happens when a refund arrives before a later-dated refund of the same order.  Hence the ledger's
+changed, *restated*: the order's whole life (accrual, then each refund in time order) is
+recomputed as a new revision and only the
+difference from what was posted is posted (posting rules 2; see ``verify``); the same happens when a
+refund arrives after a later-dated refund of the same order.  Hence the ledger's
 positions -- legs netted per order, payee, account, effective time and hold end -- are a function
 of the *set* of events recorded, checked by :meth:`Ledger.state_digest`.  Three caveats, by nature:
 
@@ -66,7 +67,12 @@ of the *set* of events recorded, checked by :meth:`Ledger.state_digest`.  Three 
   never change the head);
 - a payout is money that left: it is checked against the balance known when it is recorded and is
   never undone.  If a refund dated before it arrives afterwards, the refund claws back (negative
-  available) instead of the payout being refused.
+  available) instead of the payout being refused; of two payouts that together exceed the balance,
+  the first to arrive is paid.
+- an amount-less refund is "what is left at its time" and is re-resolved when an earlier refund
+  arrives late; but a refund already applied is never undone, so one that in time order would have
+  been refused (over-refunding, or a partial refund dated after an amount-less one) stays applied
+  when it arrives first, and the later arrival is refused or takes what is left.
 - a bind's outcome is decided when it is recorded: if a bind dated *before* it arrives later and
   turns it into a loop of uplines (or frees one that was refused), the graph -- and so every chain
   and balance -- follows time order, but the bind's recorded outcome (applied / rejected) stays as
@@ -86,9 +92,18 @@ creates), then reads the chain head: entries get gap-free sequence numbers and o
 many writer processes.  A crash at any point leaves every event all or nothing; redelivery is
 idempotent.  ``Ledger.fault_hook`` lets tests kill the process inside a write.
 
-**Hash chain.**  ``hash[n] = sha256(hash[n-1] + canonical(entry[n]))`` (``hashing``, frozen by golden
-vectors in the tests); :meth:`Ledger.verify` recomputes it and checks every posting balances.
-Truncating the tail leaves a valid shorter chain: publish heads (statements carry one) to catch it.
+**Hash chain and verification.**  ``hash[n] = sha256(hash[n-1] + canonical(entry[n]))`` (``hashing``,
+frozen by golden vectors in the tests), or HMAC-SHA256 with a key the ledger never stores
+(``Ledger(..., chain_key=...)``).  :meth:`Ledger.verify` (``verify``) recomputes the chain, checks
+every posting balances and every stored payload against its hash, and replays the stored events into
+a fresh ledger to compare every entry, order snapshot and refund; ``expect_head`` pins a head
+published before (statements carry one), which with a keyed chain is what catches a rewrite of
+events and entries together.
+
+**Limits.**  Times outside 1970..9000 (``as_of`` included) and ids with a NUL character are refused
+with typed errors; an event dated more than ``horizon_days`` (default 366) after the latest one is
+refused (a typo would otherwise delay every later terms version); hold days are bounded by
+:data:`cps_engine.limits.MAX_DAYS`.
 
 Agreement with :func:`cps_engine.compute_events` (which replays a whole history at once): a refund
 without an amount refunds what is *left* of the order, and the compliant policy's "is the buyer a

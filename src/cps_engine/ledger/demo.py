@@ -45,13 +45,13 @@ class LedgerDemo:
         for col in ("currency", "pending", "available", "paid", "fee"):
             totals.add_column(col, justify="left" if col == "currency" else "right")
         for cur, row in sorted(self.totals.items()):
-            totals.add_row(cur, *(str(row[k].amount) for k in ("pending", "available", "paid", "fee")))
+            totals.add_row(Text(cur), *(str(row[k].amount) for k in ("pending", "available", "paid", "fee")))
         best = sorted(self.balances, key=lambda b: (-b.earned.minor, b.payee))[:top]
         payees = Table(title=f"Top {len(best)} payees by commission earned")
         for col in ("payee", "currency", "earned", "reversed", "pending", "available", "paid"):
             payees.add_column(col, justify="left" if col in ("payee", "currency") else "right")
         for b in best:
-            payees.add_row(b.payee, b.currency, *(str(m.amount) for m in (b.earned, b.reversed, b.pending,
+            payees.add_row(Text(b.payee), Text(b.currency), *(str(m.amount) for m in (b.earned, b.reversed, b.pending,
                                                                           b.available, b.paid)))
         return Group(info, totals, payees)
 

@@ -23,6 +23,7 @@ breaking every stored chain.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from cps_engine import merkle
+from cps_engine.errors import ValueOutOfRange
 from cps_engine.models import Event, event_to_json
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "encode_entry",
     "fold_chain",
     "iso_us",
+    "key_check",
     "merkle_root",
     "payload_hash",
 ]
@@ -56,12 +59,21 @@ _FIELDS: Final = ("seq", "event", "kind", "account", "payee", "currency", "amoun
 
 @lru_cache(maxsize=65536)
 def iso_us(micros: int) -> str:
-    """Microseconds since the epoch as fixed-width UTC ISO text.
+    """Microseconds since the epoch as fixed-width UTC ISO text; a time ``datetime`` cannot hold (years
+    1..9999) is a typed :class:`~cps_engine.errors.ValueOutOfRange`, never an ``OverflowError``.
 
     >>> iso_us(1_772_330_400_000_000)
     '2026-03-01T02:00:00.000000Z'
+    >>> iso_us(10**20)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.ValueOutOfRange: ... µs is outside the times a date can hold ...
     """
-    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        raise ValueOutOfRange(f"{micros} µs is outside the times a date can hold (years 1 to 9999)",
+                              field="time") from None
 
 
 def canonical_json(data: Mapping[str, Any]) -> str:
@@ -117,9 +129,29 @@ def encode_entry_reference(entry: Mapping[str, Any]) -> str:
     return merkle.canonical_json(out).decode("utf-8")
 
 
-def chain_hash(prev: str, entry: Mapping[str, Any]) -> str:
-    """``sha256(prev_hash_bytes + canonical(entry))`` as hex."""
-    return hashlib.sha256(bytes.fromhex(prev) + encode_entry(entry).encode("utf-8")).hexdigest()
+def chain_hash(prev: str, entry: Mapping[str, Any], key: bytes | None = None) -> str:
+    """``sha256(prev_hash_bytes + canonical(entry))`` as hex; with ``key``, a keyed chain:
+    ``HMAC-SHA256(key, prev_hash_bytes + canonical(entry))`` (same encoding, same genesis).
+
+    >>> e = {"seq": 1, "event": "order:o1", "kind": "accrual", "account": "commission", "currency": "CNY",
+    ...      "amount": 1, "effective_us": 0}
+    >>> chain_hash(GENESIS, e, b"k") != chain_hash(GENESIS, e)
+    True
+    """
+    data = bytes.fromhex(prev) + encode_entry(entry).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+#: the text whose HMAC a keyed ledger stores, to tell a wrong key from a tampered log
+KEY_CHECK_TEXT: Final = b"cps_engine.ledger chain key check v1"
+
+
+def key_check(key: bytes) -> str:
+    """``HMAC-SHA256(key, KEY_CHECK_TEXT)`` as hex: stored in a keyed ledger's meta (it does not reveal
+    the key) so :meth:`Ledger.verify` can say the key is wrong rather than that every entry changed."""
+    return hmac.new(key, KEY_CHECK_TEXT, hashlib.sha256).hexdigest()
 
 
 def fold_chain(entries: Iterable[Mapping[str, Any]], prev: str = GENESIS) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import hmac
 import json
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,14 +32,19 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cps_engine.errors import (
+    CpsError,
+    IdempotencyConflict,
+    InvalidEvent,
+    InvalidInput,
     InvalidPolicyConfig,
 )
-from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.graph import BindingConfig, BindingMode, to_micros
 from cps_engine.ledger.errors import LedgerIntegrityError
 from cps_engine.ledger.graphs import LedgerGraph
-from cps_engine.ledger.hashing import GENESIS, canonical_json, chain_hash
+from cps_engine.ledger.hashing import GENESIS, canonical_json, chain_hash, key_check, payload_hash
 from cps_engine.ledger.planner import Planner
 from cps_engine.ledger.postings import (
+    DAY_US,
     LedgerRules,
 )
 from cps_engine.ledger.schema import LedgerTables, ensure_schema, schema_version
@@ -55,6 +61,7 @@ from cps_engine.ledger.types import (
     Verification,
     as_micros,
 )
+from cps_engine.limits import check_days
 from cps_engine.models import (
     BindEvent,
     Event,
@@ -86,6 +93,8 @@ __all__ = [
 #: the share graph of each database (engine) and table prefix, shared by the ledgers of this process
 _GRAPHS: weakref.WeakKeyDictionary[sa.Engine, dict[str, LedgerGraph]] = weakref.WeakKeyDictionary()
 _MIN_US = -(2**62)
+#: default of ``Ledger(horizon_days=...)``: an event dated more than this after the latest event is refused
+DEFAULT_HORIZON_DAYS = 366
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +107,37 @@ class _Setup:
     binding: BindingConfig
     terms: list[TermsVersion]
     terms_starts: list[int]
+    key_check: str | None
+    postings_from: int
 
 
 _SETUPS: weakref.WeakKeyDictionary[sa.Engine, dict[str, _Setup]] = weakref.WeakKeyDictionary()
+
+
+def _nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_nul(v) for v in value.values())
+    fields = getattr(value, "__dict__", None)
+    return fields is not None and any(_nul(v) for v in fields.values())
+
+
+def _clean(ev: Event) -> Event:
+    """``ev`` itself, unless a text field holds a NUL character: PostgreSQL cannot store one (its driver
+    would raise an error that is not ours), and no id needs it.  Refused here, for every backend."""
+    for name, value in vars(ev).items():
+        if _nul(value):
+            raise InvalidEvent("a NUL character (\\x00) is not allowed in an event's text", record=ev.id.replace(
+                "\x00", "\\x00"), field=name)
+    return ev
+
+
+def _text_arg(value: str | None, field: str) -> None:
+    if value is not None and "\x00" in value:
+        raise InvalidInput("a NUL character (\\x00) is not allowed here", field=field)
 
 
 class Ledger:
@@ -129,6 +166,8 @@ class Ledger:
         prefix: str = "cps_",
         schema: str | None = None,
         protect: bool = True,
+        chain_key: bytes | None = None,
+        horizon_days: int | None = DEFAULT_HORIZON_DAYS,
     ) -> None:
         self._owned = isinstance(store, str)
         if isinstance(store, str):
@@ -142,6 +181,15 @@ class Ledger:
         #: called with a stage name at points inside a write (crash tests inject faults here)
         self.fault_hook: Callable[[str], None] | None = None
         self._planner = Planner(lambda: self.graph, self.terms_at, self._fault)
+        if chain_key is not None and (not isinstance(chain_key, bytes) or len(chain_key) < 16):
+            raise InvalidPolicyConfig("a chain key is bytes, at least 16 of them", field="chain_key")
+        self._chain_key = chain_key
+        if horizon_days is not None:
+            check_days(horizon_days, field="horizon_days")
+        self.horizon_days = horizon_days
+        self._planner.horizon_us = None if horizon_days is None else horizon_days * DAY_US
+        #: the terms version opening this ledger added (``None``: the terms were unchanged)
+        self.new_terms: TermsVersion | None = None
         setups = _SETUPS.setdefault(engine, {})
         known = setups.get(qualified)
         if known is not None and policy is None and binding is None and effective_from is None \
@@ -152,6 +200,9 @@ class Ledger:
                 known.binding
             self._terms: list[TermsVersion] = known.terms
             self._terms_starts: list[int] = known.terms_starts
+            self._key_check: str | None = known.key_check
+            self._set_postings(known.postings_from)
+            self._check_key_mode()
             return
         self.tables = LedgerTables(prefix, schema)
         self._lock_key = int.from_bytes(hashlib.sha256(f"cps_engine.ledger:{qualified}".encode()).digest()[:8],
@@ -160,6 +211,8 @@ class Ledger:
         self._terms = []
         self._terms_starts = []
         self._binding = BindingConfig()
+        self._key_check = None
+        self._postings_from = 1
         # validate every input before touching the database (MariaDB commits DDL at once)
         pol = load_policy(policy) if policy is not None else None
         LedgerRules.of(hold_days=7 if hold_days is None else hold_days, min_payout=min_payout, payout_fee=payout_fee)
@@ -171,8 +224,9 @@ class Ledger:
             ensure_schema(conn, self.tables, protect=protect)
             self._init_meta(conn, binding)
             self._init_terms(conn, pol, hold_days, min_payout, payout_fee, effective_from)
+        self._check_key_mode()
         setups[qualified] = _Setup(self.tables, self._sql, self._lock_key, self._binding, self._terms,
-                                   self._terms_starts)
+                                   self._terms_starts, self._key_check, self._postings_from)
 
     @classmethod
     def open(cls, path: str | Path, policy: PolicyConfig | Mapping[str, Any] | str | Path | None = None, *,
@@ -212,14 +266,46 @@ class Ledger:
         wanted = None
         if binding is not None:
             wanted = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
-        if stored is None:
+        meta = {str(k): str(v) for k, v in conn.execute(sa.select(t.meta.c.key, t.meta.c.value))}
+        new = stored is None
+        if new:
             self._binding = wanted or BindingConfig()
             conn.execute(t.meta.insert(), [{"key": "binding", "value": self._binding.model_dump_json()}])
-        else:
+            chain = f"keyed:{key_check(self._chain_key)}" if self._chain_key is not None else "sha256"
+            conn.execute(t.meta.insert(), [{"key": "chain", "value": chain}])
+            meta["chain"] = chain
+        if "postings" not in meta:  # a ledger written before posting rules version 2: from its next event on
+            first = 1 if new else int(conn.execute(sa.select(sa.func.max(t.events.c.seq))).scalar() or 0) + 1
+            meta["postings"] = f"2:{first}"
+            try:  # another process may be adding it at the same time
+                with conn.begin_nested():
+                    conn.execute(t.meta.insert(), [{"key": "postings", "value": meta["postings"]}])
+            except sa.exc.IntegrityError:
+                meta["postings"] = conn.execute(sa.select(t.meta.c.value)
+                                                .where(t.meta.c.key == "postings")).scalar_one()
+        self._set_postings(int(meta["postings"].split(":", 1)[1]))
+        chain = meta.get("chain", "sha256")
+        self._key_check = chain.split(":", 1)[1] if chain.startswith("keyed:") else None
+        if stored is not None:
             self._binding = BindingConfig.model_validate_json(stored)
             if wanted is not None and wanted != self._binding:
                 raise InvalidPolicyConfig(f"this ledger was created with binding {self._binding.mode.value!r}; "
                                           "the binding mode cannot change", field="binding")
+
+    def _set_postings(self, first: int) -> None:
+        self._postings_from = first
+        self._planner.postings_from = first
+
+    def _check_key_mode(self) -> None:
+        if self._chain_key is not None and self._key_check is None:
+            raise InvalidPolicyConfig("this ledger's chain is not keyed: open it without chain_key", field="chain_key")
+
+    def _key_ok(self) -> bool:
+        return self._key_check is None or (
+            self._chain_key is not None and hmac.compare_digest(key_check(self._chain_key), self._key_check))
+
+    def _chain(self, prev: str, entry: Mapping[str, Any]) -> str:
+        return chain_hash(prev, entry, self._chain_key if self._key_check is not None else None)
 
     def _load_terms(self, conn: sa.Connection) -> None:
         t = self.tables.terms
@@ -231,7 +317,7 @@ class Ledger:
         known = _SETUPS.get(engine, {}).get(qualified)
         if known is not None:  # the next Ledger opened on this database starts from these terms
             _SETUPS[engine][qualified] = _Setup(known.tables, known.sql, known.lock_key, known.binding, self._terms,
-                                                self._terms_starts)
+                                                self._terms_starts, known.key_check, known.postings_from)
 
     def _init_terms(self, conn: sa.Connection, policy: Any, hold_days: int | None, min_payout: Any,
                     payout_fee: Any, effective_from: datetime | str | None) -> None:
@@ -268,6 +354,8 @@ class Ledger:
             "version": version, "effective_us": start, "config_hash": policy.config_hash,
             "policy": json.dumps(policy.to_dict(), sort_keys=True, ensure_ascii=False), "settings": rules.to_json()}])
         self._load_terms(conn)
+        if version > 1:
+            self.new_terms = self._terms[-1]
 
     def terms_at(self, at_us: int) -> TermsVersion:
         """The terms version in force at ``at_us``."""
@@ -309,7 +397,7 @@ class Ledger:
         :class:`~cps_engine.errors.InvalidEvent` — and nothing is stored.  An event id seen before
         with a different payload raises :class:`~cps_engine.errors.IdempotencyConflict` (never stored).
         """
-        ev = parse_event(dict(event)) if isinstance(event, Mapping) else parse_event(event)
+        ev = _clean(parse_event(dict(event)) if isinstance(event, Mapping) else parse_event(event))
         with self._tx() as tx:
             return self._planner.record_one(tx, ev, strict)
 
@@ -334,12 +422,55 @@ class Ledger:
             batch.clear()
 
         for item in events:
-            batch.append(parse_event(dict(item)) if isinstance(item, Mapping) else parse_event(item))
+            batch.append(_clean(parse_event(dict(item)) if isinstance(item, Mapping) else parse_event(item)))
             if len(batch) >= batch_size:
                 run()
         if batch:
             run()
         return summary
+
+    def preflight(self, events: Iterable[Event]) -> list[CpsError]:
+        """What recording ``events`` would refuse, found before anything is written (nothing is): an id
+        seen before (in the ledger or earlier in ``events``) with another payload, an event dated beyond
+        the horizon after the latest one before it, a NUL character.  ``ledger record`` runs it on the
+        whole file before its first commit, so a bad event at line 2,501 commits nothing."""
+        out: list[CpsError] = []
+        evs: list[Event] = []
+        for ev in events:
+            try:
+                evs.append(_clean(ev))
+            except CpsError as exc:
+                out.append(exc)
+        e = self.tables.events
+        stored: dict[tuple[str, str], str] = {}
+        by_kind: dict[str, set[str]] = {}
+        for ev in evs:
+            by_kind.setdefault(ev.type, set()).add(ev.id)
+        with self._read() as conn:
+            latest = conn.execute(sa.select(sa.func.max(e.c.at_us))).scalar()
+            for kind, id_set in sorted(by_kind.items()):
+                ids = sorted(id_set)
+                for i in range(0, len(ids), 500):
+                    for eid, h in conn.execute(sa.select(e.c.event_id, e.c.payload_hash).where(
+                            e.c.kind == kind, e.c.event_id.in_(ids[i:i + 500]))):
+                        stored[(kind, eid)] = h
+        latest_us = None if latest is None else int(latest)
+        for n, ev in enumerate(evs, 1):
+            h = payload_hash(ev)
+            seen = stored.get(ev.key)
+            if seen is None:
+                try:
+                    self._planner.check_horizon(ev, latest_us)
+                except CpsError as exc:
+                    out.append(exc)
+                    continue
+                stored[ev.key] = h
+                at = to_micros(ev.at)
+                latest_us = at if latest_us is None else max(latest_us, at)
+            elif seen != h:
+                out.append(IdempotencyConflict(f"{ev.type} {ev.id!r} (event {n} of the input) was recorded or "
+                                               "given before with a different payload", record=ev.id, field="id"))
+        return out
 
     def request_payout(self, payee: str, amount: Money, *, at: datetime | str, id: str) -> Recorded:
         """A payout a payee asks for now: applied, or refused with :class:`InsufficientBalance` /
@@ -354,6 +485,11 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[UnitOfWork]:
+        if self._key_check is not None and not self._key_ok():
+            raise InvalidPolicyConfig("this ledger's chain is keyed: recording needs its key (chain_key=...)"
+                                      if self._chain_key is None else
+                                      "the chain key given is not the key this ledger was created with",
+                                      field="chain_key")
         tx: UnitOfWork | None = None
         try:
             with self._connection() as conn:
@@ -390,8 +526,23 @@ class Ledger:
         g.token = (last_seq, last_hash)
 
     # ------------------------------------------------------------------ queries
-    def _read(self) -> Any:
-        return self._connection()
+    @contextmanager
+    def _read(self, *, snapshot: bool = False) -> Iterator[sa.Connection]:
+        """A read transaction that never blocks a writer: on SQLite a deferred ``BEGIN`` (WAL lets
+        readers and one writer run together; the write path's ``BEGIN IMMEDIATE`` is for writes only);
+        PostgreSQL and MariaDB reads take no lock.  ``snapshot``: ``REPEATABLE READ`` on a server
+        database, so several queries see one state (verify).  Inside the caller's connection: that."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        assert self._engine is not None
+        with self._engine.connect() as conn:
+            options: dict[str, Any] = {"cps_read": True}
+            if snapshot and self.dialect != "sqlite":
+                options["isolation_level"] = "REPEATABLE READ"
+            conn.execution_options(**options)
+            with conn.begin():
+                yield conn
 
     def balances(self, payee: str | None = None, currency: str | None = None, *,
                  as_of: datetime | str | int | None = None) -> list[Balance]:
@@ -400,9 +551,16 @@ class Ledger:
         ``earned`` and ``reversed`` sum the positive and negative commission positions (legs of one
         order and payee netted per effective time and hold end), so a restated order counts once.
         Payees whose balances are all zero are left out.
+
+        Sums stay exact: one event's amount is at most :data:`~cps_engine.limits.MAX_EVENT_MINOR`
+        (10**15 minor units), so one payee's sum reaches 2**63 only after 9,223 such events; PostgreSQL
+        and MariaDB sum BIGINT as NUMERIC/DECIMAL (no overflow at all) and SQLite raises "integer
+        overflow" rather than wrapping, so a sum is exact or an error, never wrong.
         """
         t = self.tables.entries
         at = as_micros(as_of)
+        _text_arg(payee, "payee")
+        _text_arg(currency, "currency")
         inner = sa.select(t.c.payee, t.c.currency, t.c.account, t.c.order_id, t.c.available_us,
                           sa.func.sum(t.c.amount).label("s")).where(t.c.payee.is_not(None), t.c.effective_us <= at)
         if payee is not None:
@@ -446,6 +604,8 @@ class Ledger:
         """Stored entries, in log order, filtered by order, payee, event key and/or effective time in
         ``[start, end)``."""
         t, e = self.tables.entries, self.tables.events
+        _text_arg(order, "order")
+        _text_arg(payee, "payee")
         q = sa.select(t, e.c.kind.label("event_kind"), e.c.event_id).join(e, e.c.seq == t.c.event_seq)
         if order is not None:
             q = q.where(t.c.order_id == order)
@@ -510,35 +670,20 @@ class Ledger:
             row = conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
         return ChainHead(int(row[0]), row[1]) if row else ChainHead(0, GENESIS)
 
-    def verify(self, *, raise_on_error: bool = False) -> Verification:
-        """Walk the whole log: recompute the hash chain, check seqs are 1..n without gaps and that every
-        event's legs balance per currency."""
-        problems: list[str] = []
-        prev = GENESIS
-        n = 0
-        sums: dict[tuple[int, str], int] = {}
-        t, e = self.tables.entries, self.tables.events
-        q = (sa.select(t, e.c.kind.label("event_kind"), e.c.event_id).join(e, e.c.seq == t.c.event_seq, isouter=True)
-             .order_by(t.c.seq))
-        with self._read() as conn:
-            for r in conn.execute(q):
-                n += 1
-                entry = entry_from_row(r)
-                if entry.seq != n:
-                    problems.append(f"entry seq {entry.seq} where {n} was expected (gap or reorder)")
-                    n = entry.seq
-                h = chain_hash(prev, entry.encodable())
-                if h != entry.hash:
-                    problems.append(f"entry {entry.seq}: hash does not match its content and the previous hash")
-                prev = entry.hash
-                k = (r.event_seq, entry.currency)
-                sums[k] = sums.get(k, 0) + entry.amount
-        for (seq, cur), total in sorted(sums.items()):
-            if total:
-                problems.append(f"event #{seq}: {cur} legs sum to {total}, not 0")
-        result = Verification(n, ChainHead(n, prev), tuple(problems))
-        if raise_on_error and problems:
-            raise LedgerIntegrityError("; ".join(problems[:5]))
+    def verify(self, *, expect_head: ChainHead | tuple[int, str] | None = None, replay: bool = True,
+               raise_on_error: bool = False) -> Verification:
+        """Check the whole ledger (see :mod:`cps_engine.ledger.verify`): the hash chain (keyed with the
+        key the ledger was opened with), gap-free seqs, balanced postings, every stored payload against
+        its hash, and -- ``replay`` -- every entry, order snapshot, refund and parked row against a
+        fresh re-recording of the stored events.  ``expect_head=(seq, hash)``: a head published before
+        (a statement's manifest); entry ``seq`` must still have that hash.  Problems name the event,
+        entry and field that changed."""
+        from cps_engine.ledger.verify import verify_ledger
+
+        with self._read(snapshot=True) as conn:
+            result = verify_ledger(self, conn, expect_head=expect_head, replay=replay)
+        if raise_on_error and not result.ok:
+            raise LedgerIntegrityError("; ".join([*result.problems[:5], *result.unchecked]))
         return result
 
     def state_digest(self) -> str:
@@ -547,7 +692,15 @@ class Ledger:
         Positions are the sums of legs per (order, payee, account, currency, effective time, hold end),
         zero sums dropped, plus the set of parked/rejected events.  Two ledgers fed the same events
         in any order (and any number of times) have the same digest, while their hash chains record
-        the order things actually happened in.
+        the order things actually happened in.  An amount-less refund is "what is left at its time",
+        re-resolved (and its order restated) when a refund dated before it arrives later.
+
+        Order-sensitive by nature (the digest can differ; ``tests/ledger/test_arrival.py``): payouts
+        (money that left is never undone: of two payouts exceeding the balance the first to arrive is
+        paid, the other waits for funds); a refund applied on arrival that in time order would have
+        been refused (over-refunding, or a partial refund dated after an amount-less one) stays
+        applied, so the later arrival is refused or takes what is left; and the recorded outcome of a
+        bind that a later, earlier-dated bind turns into a loop.
         """
         t = self.tables.entries
         q = (sa.select(t.c.order_id, t.c.payee, t.c.account, t.c.currency, t.c.effective_us, t.c.available_us,

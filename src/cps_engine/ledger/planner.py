@@ -22,11 +22,12 @@ from cps_engine.errors import (
     IdempotencyConflict,
     InvalidEvent,
     UnknownReference,
+    ValueOutOfRange,
 )
 from cps_engine.graph import to_micros
 from cps_engine.ledger.errors import BelowMinimumPayout, InsufficientBalance
 from cps_engine.ledger.graphs import LedgerGraph, Missing, Refused
-from cps_engine.ledger.hashing import payload_hash
+from cps_engine.ledger.hashing import iso_us, payload_hash
 from cps_engine.ledger.postings import (
     DAY_US,
     Leg,
@@ -47,7 +48,8 @@ from cps_engine.models import (
 from cps_engine.money import Money, Rounding, parse_amount
 from cps_engine.policies.base import Award
 
-__all__ = ["Planner", "Store"]
+__all__ = ["Planner", "Store", "resolve_refunds"]
+
 
 @dataclass(frozen=True, slots=True)
 class _Park:
@@ -79,12 +81,16 @@ class _OrderState:
     available_us: int
     awards: tuple[Award, ...]
     awards_json: str
-    refunds: list[tuple[int, str, int]]  # (at_us, refund id, minor), canonical order
+    refunds: list[tuple[int, str, int, bool]]  # (at_us, refund id, minor, amount-less), canonical order
     posted: list[int]
 
     @property
     def refunded(self) -> int:
         return sum(r[2] for r in self.refunds)
+
+    def resolve(self) -> None:
+        """Re-resolve every amount-less refund to what was left *at its time* (posting rules 2)."""
+        self.refunds = resolve_refunds(self.refunds, self.amount_minor)
 
     def amounts(self, refunded: int) -> list[int]:
         return line_amounts(self.order_id, self.currency, self.gross_base, refunded, self.awards,
@@ -97,6 +103,28 @@ class _OrderState:
                 "terms_version": self.terms_version, "config_hash": self.config_hash,
                 "policy_label": self.policy_label, "rounding": self.rounding.value,
                 "available_us": self.available_us, "awards": self.awards_json}
+
+
+def resolve_refunds(refunds: Sequence[tuple[int, str, int, bool]], paid: int) -> list[tuple[int, str, int, bool]]:
+    """Refunds in (time, id) order with each amount-less one resolved to what is left *at its time*:
+    ``paid`` less the refunds dated before it, and less the partial refunds dated after it (already
+    applied, they are never undone), never below zero.
+
+    >>> resolve_refunds([(1, "a", 0, True), (0, "b", 30, False)], 100)
+    [(0, 'b', 30, False), (1, 'a', 70, True)]
+    """
+    items = sorted(refunds)
+    later = sum(minor for _, _, minor, full in items if not full)
+    out: list[tuple[int, str, int, bool]] = []
+    done = 0
+    for at, rid, minor, full in items:
+        if full:
+            minor = max(0, paid - done - later)
+        else:
+            later -= minor
+        out.append((at, rid, minor, full))
+        done += minor
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +146,8 @@ class Store(Protocol):
     cache_touched: bool
     parked_live: int
     legs: list[Leg]
+    event_seq: int
+    latest_event: int | None
 
     def lookup(self, key: tuple[str, str]) -> tuple[int, str] | None: ...
     def insert_event(self, ev: Event, h: str) -> int: ...
@@ -143,6 +173,11 @@ class Planner:
         self._graph_of = graph
         self.terms_at = terms_at
         self.fault = fault
+        #: the first event sequence number recorded under posting rules 2 (see :mod:`cps_engine.ledger.verify`)
+        self.postings_from = 1
+        #: refuse an event dated more than this after the latest event (None: no limit)
+        self.horizon_us: int | None = None
+        self._v2 = True
 
     @property
     def graph(self) -> LedgerGraph:
@@ -156,6 +191,8 @@ class Planner:
                 return Recorded(ev.type, ev.id, Outcome.DUPLICATE)
             raise IdempotencyConflict(f"{ev.type} {ev.id!r} was recorded before with a different payload",
                                       record=ev.id, field="id")
+        self.check_horizon(ev, tx.latest_event)
+        self._v2 = tx.event_seq + 1 >= self.postings_from
         plan = self._plan(tx, ev)
         if isinstance(plan, _Park) and strict:
             raise plan.error(plan.reason, record=ev.id, field=plan.field)
@@ -174,6 +211,18 @@ class Planner:
         released = self._cascade(tx, keys)
         lines = plan.lines if isinstance(plan, _OrderPlan) else ()
         return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released), lines, tuple(tx.legs[mark:]))
+
+    def check_horizon(self, ev: Event, latest: int | None) -> None:
+        """Refuse (typed, nothing stored) an event dated beyond the horizon after the latest event: a
+        typo such as 2062 would otherwise become the ledger's "latest event", and new terms could only
+        take effect after it."""
+        if self.horizon_us is None or latest is None:
+            return
+        at = to_micros(ev.at)
+        if at > latest + self.horizon_us:
+            raise ValueOutOfRange(f"dated {iso_us(at)}, more than {self.horizon_us // DAY_US} days after the latest "
+                                  f"event recorded ({iso_us(latest)}): refused as a probable typo (open the "
+                                  "ledger with a larger horizon_days, or None, to record it)", record=ev.id, field="at")
 
     # ------------------------------------------------------------------ planning (no writes)
     def _plan(self, tx: Store, ev: Event) -> _Plan:
@@ -219,18 +268,42 @@ class Planner:
                 j += 1
         return _OrderPlan(terms, settlement.awards, settlement.gross_base, amounts, settlement.lines)
 
+    def _order_state(self, tx: Store, order_id: str) -> _OrderState | None:
+        st = tx.order_state(order_id)
+        if st is not None and self._v2 and any(full for *_, full in st.refunds):
+            st.resolve()
+        return st
+
     def _plan_refund(self, tx: Store, ev: RefundEvent) -> _Park | tuple[_OrderState, int]:
-        st = tx.order_state(ev.order)
+        st = self._order_state(tx, ev.order)
         if st is None:
             return _Park(f"order:{ev.order}", f"order {ev.order!r} has not been applied yet", UnknownReference, "order")
         try:
             amount = ev.amount_minor(st.currency)
         except CpsError as exc:
             return _Park(None, exc.message, InvalidEvent, exc.field)
+        if self._v2:
+            return self._plan_refund_v2(ev, st, amount)
         minor = st.amount_minor - st.refunded if amount is None else amount  # no amount: all that is left
         if minor <= 0:
             return _Park(None, f"order {ev.order!r} is already fully refunded", InvalidEvent, "amount")
         if st.refunded + minor > st.amount_minor:
+            paid = Money(st.amount_minor, st.currency)
+            return _Park(None, f"refunds of order {ev.order!r} would exceed the {paid} paid "
+                               f"({Money(st.refunded, st.currency)} refunded before)", InvalidEvent, "amount")
+        return (st, minor)
+
+    def _plan_refund_v2(self, ev: RefundEvent, st: _OrderState, amount: int | None) -> _Park | tuple[_OrderState, int]:
+        """The refund as in time order: an amount-less one refunds what is left at its time, and the
+        amount-less refunds dated after a late one shrink to what it leaves (:func:`resolve_refunds`)."""
+        entry = (to_micros(ev.at), ev.id, 0 if amount is None else amount, amount is None)
+        items = resolve_refunds([*st.refunds, entry], st.amount_minor)
+        minor = next(m for at, rid, m, _ in items if (at, rid) == entry[:2])
+        if minor <= 0:
+            return _Park(None, f"order {ev.order!r} is already fully refunded", InvalidEvent, "amount")
+        before = sum(m for at, rid, m, _ in resolve_refunds(st.refunds, st.amount_minor) if (at, rid) < entry[:2])
+        if (amount is not None and before + amount > st.amount_minor) \
+                or sum(m for _, _, m, full in items if not full) > st.amount_minor:
             paid = Money(st.amount_minor, st.currency)
             return _Park(None, f"refunds of order {ev.order!r} would exceed the {paid} paid "
                                f"({Money(st.refunded, st.currency)} refunded before)", InvalidEvent, "amount")
@@ -296,7 +369,7 @@ class Planner:
         prev = [0] * len(st.awards)
         refunded = 0
         steps: list[tuple[str, int, int]] = [("accrual", st.at_us, 0)]
-        steps += [("refund", max(at, st.at_us), minor) for at, _, minor in st.refunds]
+        steps += [("refund", max(at, st.at_us), minor) for at, _, minor, _ in st.refunds]
         for kind, eff, minor in steps:
             refunded += minor
             now = gross if gross is not None and refunded == 0 else st.amounts(refunded)
@@ -313,10 +386,12 @@ class Planner:
     def _apply_refund(self, tx: Store, seq: int, ev: RefundEvent, st: _OrderState, minor: int) -> list[str]:
         at = to_micros(ev.at)
         tx.insert_refund(seq, ev, at, minor)
-        entry = (at, ev.id, minor)
+        entry = (at, ev.id, minor, ev.amount is None)
         late = bool(st.refunds) and entry < st.refunds[-1]
         if late:  # an earlier refund arrived after later ones: restate the order's life in order
             bisect.insort(st.refunds, entry)
+            if self._v2:
+                st.resolve()
             return self._restate(tx, seq, ev, st, st.awards, st.awards_json)
         st.refunds.append(entry)
         now = st.amounts(st.refunded)
@@ -328,19 +403,46 @@ class Planner:
 
     def _restate(self, tx: Store, seq: int, ev: Event, st: _OrderState, awards: tuple[Award, ...],
                  awards_json: str) -> list[str]:
-        """Reverse every commission leg of the order's current revision (same times) and post its whole
-        life again as a new revision: the result is what in-order delivery would have posted."""
+        """Make the order's positions what in-order delivery would have posted: a new revision (the new
+        rate snapshot) whose timeline -- accrual, then each refund in time order -- replaces the old.
+
+        Posting rules 2 post only the difference between the positions already posted (every revision,
+        netted per payee, line, level, rate, config hash, effective time and hold end) and the new
+        timeline's: a late refund costs the few legs it changes, not the order's whole life again
+        (rules 1 reversed every leg and posted the whole timeline each time)."""
         old = tx.revision_legs(st)
-        legs = [Leg("correction", "commission", payee, st.currency, -amount, eff, avail, st.order_id, st.revision,
-                    line, level, rate, chash) for payee, line, level, rate, chash, eff, avail, amount in old if amount]
+        prev_revision = st.revision
         st.revision += 1
         st.awards, st.awards_json = awards, awards_json
         st.event_seq = seq
         tx.insert_order(st)
         new = self._timeline(st)
-        tx.post(seq, ev, legs + new)
+        if not self._v2:
+            legs = [Leg("correction", "commission", payee, st.currency, -amount, eff, avail, st.order_id,
+                        prev_revision, line, level, rate, chash)
+                    for payee, line, level, rate, chash, eff, avail, amount in old if amount]
+            tx.post(seq, ev, legs + new)
+            posted = new
+        else:
+            have = {(eff, line, payee, level, rate, chash, avail): amount
+                    for payee, line, level, rate, chash, eff, avail, amount in old if amount}
+            want: dict[tuple[Any, ...], list[Any]] = {}
+            for leg in new:
+                k = (leg.effective_us, leg.line, leg.payee, leg.level, leg.rate, leg.config_hash, leg.available_us)
+                slot = want.setdefault(k, [0, leg.kind])
+                slot[0] += leg.amount
+            posted = []
+            for k in sorted(set(have) | set(want), key=lambda k: (k[0], k[1], k[2], k[3], str(k[4]), str(k[5]), k[6])):
+                target, kind = want.get(k, [0, "correction"])
+                delta = target - have.get(k, 0)
+                if delta:
+                    eff, line, payee, level, rate, chash, avail = k
+                    posted.append(Leg(kind if k not in have else "correction", "commission", payee, st.currency,
+                                      delta, eff, avail, st.order_id, st.revision, line, level, rate, chash))
+            tx.post(seq, ev, posted)
+            posted = new
         st.posted = [0] * len(awards)
-        for leg in new:
+        for leg in posted:
             assert leg.line is not None
             st.posted[leg.line] += leg.amount
         return sorted({f"funds:{st.currency}:{leg.payee}" for leg in new if leg.amount > 0})
@@ -350,7 +452,7 @@ class Planner:
         restate the ones whose awards changed.  Returns the keys the new commissions satisfy."""
         keys: list[str] = []
         for order_id in tx.orders_from(at_us, buyer):
-            st = tx.order_state(order_id)
+            st = self._order_state(tx, order_id)
             assert st is not None
             order = tx.order_event(st.origin_seq)
             plan = self._plan_order(order)

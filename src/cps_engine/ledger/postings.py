@@ -30,6 +30,7 @@ from typing import Any
 
 from cps_engine.engine import settle
 from cps_engine.errors import InvalidPolicyConfig
+from cps_engine.limits import MAX_DAYS
 from cps_engine.money import Money, Rounding, apply_rate, format_rate, parse_rate
 from cps_engine.policies.base import Award, Fixed, parse_spec
 
@@ -94,8 +95,8 @@ class LedgerRules:
         >>> LedgerRules.of(hold_days=0, payout_fee="2%").fee_rate
         Fraction(1, 50)
         """
-        if type(hold_days) is not int or not 0 <= hold_days <= 36_500:
-            raise InvalidPolicyConfig("hold_days must be an int within [0, 36500]", field="hold_days")
+        if type(hold_days) is not int or not 0 <= hold_days <= MAX_DAYS:  # the limits' day bound
+            raise InvalidPolicyConfig(f"hold_days must be an int within [0, {MAX_DAYS}]", field="hold_days")
         mins: dict[str, int] = {}
         for item in _many(min_payout):
             money = item if isinstance(item, Money) else Money.parse(str(item))

@@ -44,7 +44,7 @@ from cps_engine.errors import CpsError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LedgerSchemaError", "LedgerTables", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 _APPEND_ONLY: Final = ("terms", "events", "orders", "refunds", "entries")
@@ -93,6 +93,7 @@ class LedgerTables:
             sa.Column("payload", _text(), nullable=False),
             sa.Column("payload_hash", sa.String(64), nullable=False),
             sa.UniqueConstraint("kind", "event_id", name=f"{p}events_key"),
+            sa.Index(f"{p}events_at", "at_us"),  # schema 2: the latest event time (the horizon) per write
         )
         self.parked = sa.Table(
             f"{p}parked", md,
@@ -165,29 +166,48 @@ class LedgerTables:
 
 
 def schema_version(conn: sa.Connection, t: LedgerTables) -> int | None:
-    """The stored schema version, or ``None`` when the ledger's tables do not exist yet."""
-    if not sa.inspect(conn).has_table(t.meta.name, schema=t.schema):
+    """The stored schema version, or ``None`` when the ledger's tables do not exist yet -- or their
+    creation was cut short (a crash while creating them on MariaDB/MySQL, which commit each DDL
+    statement at once): ``schema_version`` is written last, so a ledger without it whose events table
+    is missing or empty is created again (:func:`ensure_schema` is restartable)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(t.meta.name, schema=t.schema):
         return None
     value = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
     if value is None:
-        raise LedgerSchemaError(f"table {t.meta.name} exists but has no schema_version")
+        if not inspector.has_table(t.events.name, schema=t.schema) or conn.execute(
+                sa.select(t.events.c.seq).limit(1)).first() is None:
+            return None  # an interrupted creation, holding nothing: create (the rest of) it again
+        raise LedgerSchemaError(
+            f"table {t.meta.name} exists but has no schema_version, and the ledger holds events: its meta table "
+            "was damaged. Restore it from a backup, or, after checking the tables are those of this library, "
+            f"insert the row (key 'schema_version', value '{SCHEMA_VERSION}') into {t.meta.name}")
     return int(value)
 
 
-#: ``n -> step`` upgrading a database from schema version ``n`` to ``n + 1`` (none yet: version 1 is the first)
-MIGRATIONS: dict[int, Callable[[sa.Connection, LedgerTables], None]] = {}
+def _add_events_at_index(conn: sa.Connection, t: LedgerTables) -> None:
+    """1 -> 2: an index on the events' time (each write reads the latest event time for the horizon)."""
+    for index in t.events.indexes:
+        if index.name == f"{t.prefix}events_at":
+            index.create(conn, checkfirst=True)
+
+
+#: ``n -> step`` upgrading a database from schema version ``n`` to ``n + 1``
+MIGRATIONS: dict[int, Callable[[sa.Connection, LedgerTables], None]] = {1: _add_events_at_index}
 
 
 def ensure_schema(conn: sa.Connection, t: LedgerTables, *, protect: bool = True) -> int:
     """Create the tables (first use) or upgrade them to :data:`SCHEMA_VERSION`; returns the version found
     before (0 for a new ledger)."""
     found = schema_version(conn, t)
-    if found is None:
-        t.metadata.create_all(conn)
-        conn.execute(t.meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-        conn.execute(t.lock.insert(), [{"id": 1, "n": 0}])
+    if found is None:  # new, or a creation cut short: every step below may have been done before
+        t.metadata.create_all(conn, checkfirst=True)
+        if conn.execute(sa.select(t.lock.c.id).where(t.lock.c.id == 1)).first() is None:
+            conn.execute(t.lock.insert(), [{"id": 1, "n": 0}])
         if protect:
             _protect(conn, t)
+        conn.execute(t.meta.delete().where(t.meta.c.key.in_(("binding", "chain", "postings"))))
+        conn.execute(t.meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])  # last
         return 0
     if found > SCHEMA_VERSION:
         raise LedgerSchemaError(f"the ledger schema is version {found}; this library knows up to {SCHEMA_VERSION}: "
@@ -209,7 +229,7 @@ def _protect(conn: sa.Connection, t: LedgerTables) -> None:
         for table in tables:
             for op in ("UPDATE", "DELETE"):
                 conn.exec_driver_sql(
-                    f"CREATE TRIGGER {table.name}_no_{op.lower()} BEFORE {op} ON {table.name} "
+                    f"CREATE TRIGGER IF NOT EXISTS {table.name}_no_{op.lower()} BEFORE {op} ON {table.name} "
                     f"BEGIN SELECT RAISE(ABORT, 'cps ledger: {table.name} is append-only'); END")
     elif dialect == "postgresql":
         fn = f"{t.qualified(t.lock)}_append_only"
@@ -218,6 +238,8 @@ def _protect(conn: sa.Connection, t: LedgerTables) -> None:
             "RAISE EXCEPTION 'cps ledger: %% is append-only', TG_TABLE_NAME; END $$")
         for table in tables:
             name = t.qualified(table)
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table.name}_append_only ON {name}")
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table.name}_no_truncate ON {name}")
             conn.exec_driver_sql(f"CREATE TRIGGER {table.name}_append_only BEFORE UPDATE OR DELETE ON {name} "
                                  f"FOR EACH ROW EXECUTE FUNCTION {fn}()")
             conn.exec_driver_sql(f"CREATE TRIGGER {table.name}_no_truncate BEFORE TRUNCATE ON {name} "
@@ -226,6 +248,7 @@ def _protect(conn: sa.Connection, t: LedgerTables) -> None:
         try:
             for table in tables:
                 for op in ("UPDATE", "DELETE"):
+                    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table.name}_no_{op.lower()}")
                     conn.exec_driver_sql(
                         f"CREATE TRIGGER {table.name}_no_{op.lower()} BEFORE {op} ON {table.name} FOR EACH ROW "
                         f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cps ledger: {table.name} is append-only'")

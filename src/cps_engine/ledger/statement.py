@@ -8,14 +8,14 @@ straight to available; a payout moves available to **paid** and **fee**.  So for
     opening + sum(lines) == closing      (per state: pending, available, paid, fee)
 
 where opening is the balance just before ``start`` and closing the balance just before ``end``.
-The statement carries the Merkle root of its lines (sha256 over their canonical JSON) and a manifest
+The statement carries the Merkle root of its lines (the RFC 6962 tree of :mod:`cps_engine.merkle` over
+each line's canonical JSON; before issue 11 an odd node was paired with itself) and a manifest
 (the ledger's chain head, the policy config hashes and rounding modes of the lines, the library
 version) for the audit tools to build on.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from cps_engine._version import library_version
 from cps_engine.ledger.hashing import canonical_json, iso_us, merkle_root
 from cps_engine.ledger.types import ChainHead, Entry, as_micros
 from cps_engine.money import Money
+from cps_engine.textio import CsvWriter
 
 if TYPE_CHECKING:
     from cps_engine.ledger.ledger import Ledger
@@ -137,8 +138,9 @@ class Statement:
         out.write("\n")
 
     def write_csv(self, out: IO[str]) -> None:
-        """One row per movement, framed by an ``opening`` and a ``closing`` row per currency."""
-        w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        """One row per movement, framed by an ``opening`` and a ``closing`` row per currency; text cells
+        escaped by :class:`cps_engine.textio.CsvWriter` (a payee ``=HYPERLINK(...)`` is not a formula)."""
+        w = CsvWriter(out, CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
         currencies = sorted(set(self.opening) | set(self.closing))
         for cur in currencies:

@@ -18,7 +18,7 @@ from cps_engine.errors import (
     InvalidPolicyConfig,
 )
 from cps_engine.graph import to_micros
-from cps_engine.ledger.hashing import GENESIS, chain_hash, event_payload
+from cps_engine.ledger.hashing import GENESIS, event_payload
 from cps_engine.ledger.planner import _OrderState, _Park
 from cps_engine.ledger.postings import (
     Leg,
@@ -49,7 +49,9 @@ _MIN_US = -(2**62)
 def sqlite_engine(path: str | Path, *, synchronous: str = "FULL", timeout: float = 60.0) -> sa.Engine:
     """A SQLAlchemy engine on a SQLite file (``":memory:"`` for a private in-memory database) set up
     for the ledger: WAL journal, ``synchronous`` (``FULL`` default, ``NORMAL`` is faster and still
-    atomic), ``BEGIN IMMEDIATE`` transactions so concurrent writers queue instead of failing."""
+    atomic), ``BEGIN IMMEDIATE`` write transactions so concurrent writers queue instead of failing, and
+    deferred ``BEGIN`` for connections with the ``cps_read`` execution option (the ledger's reads), so
+    a reader never takes the write lock and never blocks a writer."""
     if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
     memory = str(path) == ":memory:"
@@ -71,7 +73,7 @@ def sqlite_engine(path: str | Path, *, synchronous: str = "FULL", timeout: float
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("cps_read") else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -127,7 +129,8 @@ class Statements:
         terms = sa.select(sa.func.max(t.terms.c.version)).scalar_subquery()
         live = sa.select(sa.func.count()).select_from(p).where(p.c.waits_for.is_not(None)).scalar_subquery()
         latest = sa.select(sa.func.max(o.c.at_us)).scalar_subquery()
-        self.start = sa.select(last_ev, last_eh, last_en, last_hh, terms, live, latest)
+        latest_event = sa.select(sa.func.max(ev.c.at_us)).scalar_subquery()
+        self.start = sa.select(last_ev, last_eh, last_en, last_hh, terms, live, latest, latest_event)
         self.prefetch = sa.select(ev.c.event_id, ev.c.seq, ev.c.payload_hash).where(
             ev.c.kind == bp("kind"), ev.c.event_id.in_(bp("ids", expanding=True)))
         self.lookup = sa.select(ev.c.seq, ev.c.payload_hash).where(ev.c.kind == bp("kind"), ev.c.event_id == bp("id"))
@@ -137,14 +140,15 @@ class Statements:
         self.inserts = [(table, *_raw_insert(table, dialect_obj)) for table in (ev, o, r, en)]
         assert self.inserts[3][2] == ENTRY_COLUMNS, "Tx.post builds entry rows in this column order"
         self.order_row = (sa.select(o).where(o.c.order_id == bp("order")).order_by(o.c.revision.desc()).limit(1))
-        self.order_refunds = sa.select(r.c.at_us, r.c.refund_id, r.c.amount_minor).where(r.c.order_id == bp("order"))
+        self.order_refunds = (sa.select(r.c.at_us, r.c.refund_id, r.c.amount_minor, ev.c.payload)
+                              .join(ev, ev.c.seq == r.c.event_seq).where(r.c.order_id == bp("order")))
+        # positions over every revision: a restatement nets the old revision's lines to zero (rules 1 by
+        # reversing them, rules 2 by posting the difference), so these are the current revision's
         self.order_posted = (sa.select(en.c.line, sa.func.sum(en.c.amount))
-                             .where(en.c.order_id == bp("order"), en.c.revision == bp("revision"),
-                                    en.c.account == "commission").group_by(en.c.line))
+                             .where(en.c.order_id == bp("order"), en.c.account == "commission").group_by(en.c.line))
         cols = (en.c.payee, en.c.line, en.c.level, en.c.rate, en.c.config_hash, en.c.effective_us, en.c.available_us)
         self.revision_legs = (sa.select(*cols, sa.func.sum(en.c.amount))
-                              .where(en.c.order_id == bp("order"), en.c.revision == bp("revision"),
-                                     en.c.account == "commission")
+                              .where(en.c.order_id == bp("order"), en.c.account == "commission")
                               .group_by(*cols).order_by(en.c.effective_us, en.c.line))
         at = bp("at", type_=sa.BigInteger)
         cond = (en.c.kind == "payout") | ((en.c.effective_us <= at) & (en.c.available_us <= at))
@@ -174,6 +178,7 @@ class UnitOfWork:
         self.head_hash = GENESIS
         self.parked_live = 0
         self.latest_order = _MIN_US
+        self.latest_event: int | None = None
         self.known: dict[tuple[str, str], tuple[int, str] | None] = {}
         self.events: dict[int, Event] = {}
         self.orders: dict[str, _OrderState | None] = {}
@@ -189,6 +194,7 @@ class UnitOfWork:
         conn.execute(self.sql.lock)
         row = conn.execute(self.sql.start).one()
         self.latest_order = _MIN_US if row[6] is None else int(row[6])
+        self.latest_event = None if row[7] is None else int(row[7])
         self.event_seq = int(row[0] or 0)
         self.head_seq = int(row[2] or 0)
         self.head_hash = row[3] or GENESIS
@@ -223,7 +229,9 @@ class UnitOfWork:
         seq = self.event_seq
         self.known[ev.key] = (seq, h)
         self.events[seq] = ev
-        self.rows_events.append({"seq": seq, "kind": ev.type, "event_id": ev.id, "at_us": to_micros(ev.at),
+        at = to_micros(ev.at)
+        self.latest_event = at if self.latest_event is None else max(self.latest_event, at)
+        self.rows_events.append({"seq": seq, "kind": ev.type, "event_id": ev.id, "at_us": at,
                                  "payload": event_payload(ev), "payload_hash": h})
         self.ledger.graph.token = (seq, h)
         return seq
@@ -245,11 +253,12 @@ class UnitOfWork:
         key = f"{ev.type}:{ev.id}"
         all_legs = [leg for leg in legs if leg.amount] + merchant_legs(legs)
         rows = self.rows_entries
+        chain = self.ledger._chain
         self.legs += [leg for leg in legs if leg.amount and leg.payee is not None]
         for leg in all_legs:
             self.head_seq += 1
             seq = self.head_seq
-            self.head_hash = h = chain_hash(self.head_hash, {
+            self.head_hash = h = chain(self.head_hash, {
                 "seq": seq, "event": key, "kind": leg.kind, "account": leg.account, "payee": leg.payee,
                 "currency": leg.currency, "amount": leg.amount, "effective_us": leg.effective_us,
                 "available_us": leg.available_us, "order": leg.order, "revision": leg.revision, "line": leg.line,
@@ -287,11 +296,13 @@ class UnitOfWork:
         if row is None:
             self.orders[order_id] = None
             return None
-        refunds = sorted((int(a), i, int(m)) for a, i, m in self.conn.execute(sql.order_refunds, args))
+        refunds = sorted((int(a), i, int(m), json.loads(p).get("amount") is None)
+                         for a, i, m, p in self.conn.execute(sql.order_refunds, args))
         awards = awards_from_json(row.awards)
         posted = [0] * len(awards)
-        for line, total in self.conn.execute(sql.order_posted, {"order": order_id, "revision": row.revision}):
-            posted[int(line)] = int(total)
+        for line, total in self.conn.execute(sql.order_posted, args):
+            if int(total):  # lines of an earlier, longer rate snapshot net to zero
+                posted[int(line)] = int(total)
         st = _OrderState(order_id, int(row.origin_seq), int(row.revision), int(row.event_seq), row.buyer,
                          int(row.at_us), row.currency, int(row.amount_minor), int(row.gross_base),
                          int(row.terms_version), row.config_hash, row.policy_label, Rounding(row.rounding),
@@ -301,7 +312,7 @@ class UnitOfWork:
 
     def revision_legs(self, st: _OrderState) -> list[tuple[Any, ...]]:
         self.flush()
-        rows = self.conn.execute(self.sql.revision_legs, {"order": st.order_id, "revision": st.revision})
+        rows = self.conn.execute(self.sql.revision_legs, {"order": st.order_id})
         return [(p, int(li), int(lv), rate, ch, int(eff), int(av), int(s)) for p, li, lv, rate, ch, eff, av, s in rows]
 
     def payout_funds(self, payee: str, currency: str, at: int) -> int:

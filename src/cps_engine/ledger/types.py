@@ -5,14 +5,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from cps_engine.engine import CommissionLine
+from cps_engine.errors import InvalidInput, ValueOutOfRange
 from cps_engine.graph import to_micros
 from cps_engine.ledger.postings import (
     LedgerRules,
     Leg,
 )
+from cps_engine.limits import MAX_TIME, MIN_TIME, check_time
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig
 
@@ -139,15 +141,18 @@ class ChainHead:
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """Result of :meth:`Ledger.verify`: ``ok`` when the chain, the seqs and every posting check out."""
+    """Result of :meth:`Ledger.verify` (see :mod:`cps_engine.ledger.verify`): ``problems`` found and what
+    could not be checked (``unchecked``: a keyed chain verified without its key).  ``ok`` only when
+    everything was checked and nothing was found."""
 
     entries: int
     head: ChainHead
     problems: tuple[str, ...]
+    unchecked: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unchecked
 
 
 @dataclass(frozen=True)
@@ -164,11 +169,22 @@ class TermsVersion:
         return self.policy.config_hash
 
 
-def as_micros(value: datetime | str | int | None, *, default_now: bool = True) -> int:
-    """A time as µs since the epoch: an aware ``datetime``, ISO text with a zone, or µs already.
+#: the supported times (:mod:`cps_engine.limits`) in µs since the epoch: ``[MIN_US, MAX_US)``
+MIN_US: Final = to_micros(MIN_TIME)
+MAX_US: Final = to_micros(MAX_TIME)
+
+
+def as_micros(value: datetime | str | int | None, *, default_now: bool = True, field: str = "as_of") -> int:
+    """A time as µs since the epoch: an aware ``datetime``, ISO text with a zone, or µs already, within
+    the supported range (:data:`cps_engine.limits.MIN_TIME` .. ``MAX_TIME``); outside it a typed
+    :class:`~cps_engine.errors.ValueOutOfRange` naming ``field``.
 
     >>> as_micros("1970-01-01T00:00:01Z"), as_micros(5)
     (1000000, 5)
+    >>> as_micros(10**20)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.ValueOutOfRange: field 'as_of': 100000000000000000000 µs is outside the supported range ...
     """
     if value is None:
         if not default_now:
@@ -177,10 +193,17 @@ def as_micros(value: datetime | str | int | None, *, default_now: bool = True) -
     if isinstance(value, bool):
         raise TypeError("a time must be a datetime, ISO text or µs, not a bool")
     if isinstance(value, int):
+        if not MIN_US <= value < MAX_US:
+            raise ValueOutOfRange(f"{value} µs is outside the supported range [{MIN_US}, {MAX_US}) "
+                                  "(1970-01-01 .. 9000-01-01)", field=field)
         return value
     if isinstance(value, str):
         text = value.strip()
-        value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise InvalidInput(f"{text[:80]!r} is not an ISO-8601 time", field=field) from None
     if value.tzinfo is None:
         raise ValueError(f"time {value.isoformat()} has no zone; give e.g. +08:00 or Z")
+    check_time(value, field=field)
     return to_micros(value)
