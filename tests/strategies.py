@@ -207,7 +207,7 @@ def policy_configs(
         cfg["self_purchase"] = draw(st.booleans())
     if filters and draw(st.booleans()):
         cfg["distributors"] = draw(st.lists(st.sampled_from(people), unique=True, max_size=len(people)))
-        cfg["ineligible"] = draw(st.sampled_from(["compress", "keep_level"]))
+        cfg["ineligible"] = draw(st.sampled_from(["compress", "keep_level", "stop"]))
     if overrides:
         if draw(st.booleans()):
             cfg["payee_rates"] = draw(st.dictionaries(st.sampled_from(people), levels, max_size=2))

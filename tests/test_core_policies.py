@@ -203,6 +203,25 @@ def test_distributors_compress_or_keep_level(policy: dict[str, Any], compress: l
         assert [r[1:] for r in rows] == expected, mode
 
 
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"kind": "capped_multilevel", "rates": ["10%", "5%", "2%"], "distributors": ["dan", "bob", "amy"]},
+         [("dan", 1, "10.00 CNY")]),
+        ({"kind": "first_sharer", "rate": "10%", "distributors": ["dan", "bob"]}, [("dan", 1, "10.00 CNY")]),
+        ({"kind": "last_sharer", "rate": "10%", "distributors": ["cat", "bob"]}, []),
+        ({"kind": "capped_multilevel", "rates": ["10%", "5%"], "distributors": ["cat", "bob", "amy"]}, []),
+        ({"kind": "linear", "rate": "10%", "distributors": ["dan", "amy"]}, [("dan", 1, "10.00 CNY")]),
+    ],
+)
+def test_ineligible_stop_ends_the_chain_at_the_first_ineligible_person(policy: dict[str, Any],
+                                                                       expected: list[Any]) -> None:
+    """yudao-cloud brokerage: when the level-1 user is not a brokerage user, nobody is paid; an
+    ineligible level 2 ends the chain there (level 1 is still paid)."""
+    rows = pay({**policy, "ineligible": "stop"}, order())
+    assert [r[1:] for r in rows] == expected
+
+
 def test_programmatic_eligibility() -> None:
     policy = FirstSharer(rate="10%", eligible=lambda p: p != "amy")
     s = compute(order(), ShareGraph.from_events(LINE4), policy)

@@ -7,7 +7,7 @@ One path for every built-in policy and every plugin that compiles to a plan:
    :class:`~cps_engine.batch._kernels.BindIndex`), stopping where the plan stops reading (``depth``
    levels, or ``depth`` eligible people under ``compress``).  ``first`` without eligibility filters
    needs no walk: cached roots answer it in O(1).
-2. **Selection** — eligibility (``distributors``/``eligible``, ``compress`` or ``keep_level``) gives
+2. **Selection** — eligibility (``distributors``/``eligible``, ``compress``, ``keep_level`` or ``stop``) gives
    each link its level; the plan picks levels 1..depth, chain[0], level 1, or a pool's members.
 3. **Rates** — each line's spec by precedence payee > product/category > default; fixed amounts
    become exact ``amount / base`` fractions per order (vectorised, reduced by gcd, interned), and
@@ -539,6 +539,11 @@ def execute(plan: Plan, ga: GraphArrays, ch: _Chains, cols: OrderColumns, gross:
             eligible[real] = pel[person[real]]
             s = person == SELF
             eligible[s] = self_ok[links.row[s]]
+            if plan.stop and len(eligible):  # only the run of eligible links nearest the buyer counts
+                row_start = np.searchsorted(links.row, links.row, side="left")
+                bad = np.cumsum(~eligible)
+                before = bad - (bad[row_start] - (~eligible[row_start]).astype(bad.dtype))
+                eligible &= before == 0
         first_level = None
     # 2. selection -> lines (index into links, level, tier)
     row = links.row

@@ -243,7 +243,9 @@ class PolicyConfig(BaseModel):
 
     - ``distributors``: who may earn (``None``: everyone, 人人分销; a list: only those, 指定分销);
       people not allowed are skipped, and ``ineligible`` says whether the next person moves up a
-      level (``compress``) or keeps their own (``keep_level``).
+      level (``compress``), keeps their own (``keep_level``), or the chain stops there (``stop``:
+      nobody from the first ineligible person up is paid, so an ineligible level-1 payee means the
+      order pays nobody, as yudao-cloud's brokerage does).
     - ``payee_rates`` > ``product_rates`` > ``category_rates`` > the policy's own rates: overrides,
       each a spec or a list of specs per level.
     - ``cap``: ceiling on the total rate of an order (rates scaled down proportionally above it).
@@ -260,7 +262,7 @@ class PolicyConfig(BaseModel):
     kind: str
     name: str | None = None
     distributors: frozenset[str] | None = None
-    ineligible: Literal["compress", "keep_level"] = "compress"
+    ineligible: Literal["compress", "keep_level", "stop"] = "compress"
     payee_rates: dict[str, LevelSpecs] = Field(default_factory=dict)
     product_rates: dict[str, LevelSpecs] = Field(default_factory=dict)
     category_rates: dict[str, LevelSpecs] = Field(default_factory=dict)
@@ -402,9 +404,12 @@ class PolicyConfig(BaseModel):
         path: list[str] = []
         filters = self._filters
         keep = self.ineligible == "keep_level"
+        stop = self.ineligible == "stop"
         for link in chain.walk():
             path.append(link.via)
             if filters and not self.is_eligible(link.payee):
+                if stop:
+                    break
                 if keep:
                     level += 1
                     if n is not None and level >= n:

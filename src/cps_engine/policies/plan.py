@@ -120,6 +120,11 @@ class Plan:
         return self.policy.ineligible == "keep_level"
 
     @property
+    def stop(self) -> bool:
+        """The chain ends at its first ineligible person (``ineligible = "stop"``)."""
+        return self.policy.ineligible == "stop"
+
+    @property
     def self_purchase(self) -> bool:
         return self.policy.self_purchase
 
