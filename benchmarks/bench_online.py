@@ -134,7 +134,7 @@ def memory_child(path: str, events_file: str) -> None:
     after: the growth is what the ledger process holds (graph, interned ids, caches)."""
     from cps_engine.models import parse_event
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = _hwm_kib()
     people: set[str] = set()
 
     def stream() -> Any:
@@ -150,8 +150,17 @@ def memory_child(path: str, events_file: str) -> None:
     summary = led.record_many(stream(), batch_size=2000)
     led.close()
     people_bytes = sum(sys.getsizeof(p) for p in people) + sys.getsizeof(people)  # the counter's own set
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _hwm_kib()
     print(f"{summary.total} {len(people)} {before} {peak} {people_bytes}")
+
+
+def _hwm_kib() -> int:
+    """Peak resident set of this process in KiB (``VmHWM``; ``ru_maxrss`` would include the parent's
+    peak, which Linux carries across ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover - not Linux
 
 
 def memory(n: int, seed: int) -> dict[str, Any]:
@@ -177,11 +186,18 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=None, help="share+order pairs on the deep chain (default 10000)")
     p.add_argument("--backend", default="postgresql", help="postgresql or sqlite, for the flat-history figure")
     p.add_argument("--memory-events", type=int, default=None)
+    p.add_argument("--only-memory", action="store_true", help="measure the memory figure only")
     p.add_argument("--memory-child", default=None, help=argparse_hidden())
     p.add_argument("--db", default=None, help=argparse_hidden())
     args = p.parse_args()
     if args.memory_child:
         memory_child(args.db, args.memory_child)
+        return 0
+    if args.only_memory:
+        mem = memory(args.memory_events or (100_000 if args.quick else 1_000_000), args.seed)
+        print(mem)
+        write_results("online_memory" + ("_quick" if args.quick else ""), {"memory": mem, "policy": POLICY},
+                      args=args)
         return 0
     pairs = args.pairs or (2_000 if args.quick else 10_000)
     deep = deep_chains(pairs, 1 if args.quick else 3)
