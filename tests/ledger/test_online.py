@@ -135,3 +135,14 @@ def test_a_ledger_reopened_per_transaction_sees_new_terms_from_another_object(ma
         assert [t.version for t in reopened.terms] == [1, 2]
         r = reopened.record(order("o1", "s1", "100.00", 30, buyer="zed"))
     assert [(ln.payee, str(ln.amount)) for ln in r.lines] == [("amy", "20.00 CNY")]
+
+
+def test_record_many_can_return_every_recorded_in_input_order(make_ledger: MakeLedger) -> None:
+    led = make_ledger(POLICY, hold_days=0)
+    evs = [share("s1", "amy"), order("o1", "s1", "100.00", 1, buyer="zed"), share("s1", "amy"),
+           order("o2", "s9", "1.00", 2)]
+    summary = led.record_many(evs, batch_size=3, results=True)
+    assert [(r.id, r.outcome.value) for r in summary.recorded] == [
+        ("s1", "applied"), ("o1", "applied"), ("s1", "duplicate"), ("o2", "parked")]
+    assert [(ln.payee, str(ln.amount)) for ln in summary.recorded[1].lines] == [("amy", "10.00 CNY")]
+    assert led.record_many(evs[:1]).recorded == []  # off by default: nothing kept for a large file

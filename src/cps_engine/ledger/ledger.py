@@ -402,11 +402,12 @@ class Ledger:
             return self._planner.record_one(tx, ev, strict)
 
     def record_many(self, events: Iterable[Event | Mapping[str, Any]], *, batch_size: int = 1000,
-                    progress: Callable[[int], None] | None = None) -> RecordSummary:
+                    progress: Callable[[int], None] | None = None, results: bool = False) -> RecordSummary:
         """Record events in order, ``batch_size`` per transaction (each batch all-or-nothing).
 
         The result is the same as recording them one by one.  ``progress`` is called with the number
-        of events done after each batch.
+        of events done after each batch.  With ``results=True`` the summary keeps every event's
+        :class:`Recorded` (outcome, lines, legs) in ``summary.recorded``, in input order.
         """
         summary = RecordSummary()
         batch: list[Event] = []
@@ -414,9 +415,11 @@ class Ledger:
         def run() -> None:
             with self._tx() as tx:
                 tx.prefetch(batch)
-                results = [self._planner.record_one(tx, ev, False) for ev in batch]
-            for r in results:
+                done = [self._planner.record_one(tx, ev, False) for ev in batch]
+            for r in done:
                 summary.add(r)
+            if results:
+                summary.recorded += done
             if progress is not None:
                 progress(len(batch))
             batch.clear()

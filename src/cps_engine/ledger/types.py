@@ -51,10 +51,12 @@ class Recorded:
 
 @dataclass
 class RecordSummary:
-    """Counts per outcome of a :meth:`Ledger.record_many` call."""
+    """Counts per outcome of a :meth:`Ledger.record_many` call, and (with ``results=True``) the
+    :class:`Recorded` of every event in input order."""
 
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     released: int = 0
+    recorded: list[Recorded] = field(default_factory=list)
 
     @property
     def total(self) -> int:

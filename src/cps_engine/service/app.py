@@ -453,7 +453,9 @@ def create_app(db: str | sa.Engine, *, deliver: bool = True, poll_s: float = 1.0
                                "error": type(e).__name__} for i, e in errors])
 
         def work(led: Ledger) -> tuple[int, dict[str, Any], list[Recorded]]:
-            results = [led.record(ev) for ev in events]
+            # one batch in the request's transaction: the ledger's batch path (prefetched idempotency
+            # look-ups, one flush), every event's Recorded kept for the answer and the outbox
+            results = led.record_many(events, batch_size=max(len(events), 1), results=True).recorded
             counts: dict[str, int] = {}
             for r in results:
                 counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
