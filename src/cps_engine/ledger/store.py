@@ -146,6 +146,14 @@ class Statements:
         # reversing them, rules 2 by posting the difference), so these are the current revision's
         self.order_posted = (sa.select(en.c.line, sa.func.sum(en.c.amount))
                              .where(en.c.order_id == bp("order"), en.c.account == "commission").group_by(en.c.line))
+        # the same three reads for every order a batch's refunds name, one query each (record_many)
+        ids: sa.BindParameter[Any] = bp("ids", expanding=True)
+        self.orders_rows = sa.select(o).where(o.c.order_id.in_(ids))
+        self.orders_refunds = (sa.select(r.c.order_id, r.c.at_us, r.c.refund_id, r.c.amount_minor, ev.c.payload)
+                               .join(ev, ev.c.seq == r.c.event_seq).where(r.c.order_id.in_(ids)))
+        self.orders_posted = (sa.select(en.c.order_id, en.c.line, sa.func.sum(en.c.amount))
+                              .where(en.c.order_id.in_(ids), en.c.account == "commission")
+                              .group_by(en.c.order_id, en.c.line))
         cols = (en.c.payee, en.c.line, en.c.level, en.c.rate, en.c.config_hash, en.c.effective_us, en.c.available_us)
         self.revision_legs = (sa.select(*cols, sa.func.sum(en.c.amount))
                               .where(en.c.order_id == bp("order"), en.c.account == "commission")
@@ -217,6 +225,40 @@ class UnitOfWork:
                     self.known[(kind, eid)] = (int(seq), h)
         for ev in events:
             self.known.setdefault(ev.key, None)
+        self._prefetch_orders(sorted({ev.order for ev in events if isinstance(ev, RefundEvent)} - set(self.orders)))
+
+    def _prefetch_orders(self, order_ids: Sequence[str]) -> None:
+        """Load the state of every order in ``order_ids`` with three queries in all (per 500 orders),
+        instead of three per refund: what :meth:`order_state` reads, in bulk."""
+        sql = self.sql
+        for i in range(0, len(order_ids), 500):
+            chunk = {"ids": list(order_ids[i:i + 500])}
+            latest: dict[str, Any] = {}
+            for row in self.conn.execute(sql.orders_rows, chunk):
+                if row.order_id not in latest or row.revision > latest[row.order_id].revision:
+                    latest[row.order_id] = row
+            refunds: dict[str, list[tuple[int, str, int, bool]]] = {}
+            for oid, a, rid, m, p in self.conn.execute(sql.orders_refunds, chunk):
+                refunds.setdefault(oid, []).append((int(a), rid, int(m), json.loads(p).get("amount") is None))
+            posted: dict[str, dict[int, int]] = {}
+            for oid, line, total in self.conn.execute(sql.orders_posted, chunk):
+                posted.setdefault(oid, {})[int(line)] = int(total)
+            for oid in chunk["ids"]:
+                found = latest.get(oid)
+                self.orders[oid] = None if found is None else self._state(
+                    found, sorted(refunds.get(oid, [])), posted.get(oid, {}))
+
+    def _state(self, row: Any, refunds: list[tuple[int, str, int, bool]],
+               posted_by_line: dict[int, int]) -> _OrderState:
+        awards = awards_from_json(row.awards)
+        posted = [0] * len(awards)
+        for line, total in posted_by_line.items():
+            if total:  # lines of an earlier, longer rate snapshot net to zero
+                posted[line] = total
+        return _OrderState(row.order_id, int(row.origin_seq), int(row.revision), int(row.event_seq), row.buyer,
+                           int(row.at_us), row.currency, int(row.amount_minor), int(row.gross_base),
+                           int(row.terms_version), row.config_hash, row.policy_label, Rounding(row.rounding),
+                           int(row.available_us), awards, row.awards, refunds, posted)
 
     def lookup(self, key: tuple[str, str]) -> tuple[int, str] | None:
         if key not in self.known:
@@ -298,16 +340,8 @@ class UnitOfWork:
             return None
         refunds = sorted((int(a), i, int(m), json.loads(p).get("amount") is None)
                          for a, i, m, p in self.conn.execute(sql.order_refunds, args))
-        awards = awards_from_json(row.awards)
-        posted = [0] * len(awards)
-        for line, total in self.conn.execute(sql.order_posted, args):
-            if int(total):  # lines of an earlier, longer rate snapshot net to zero
-                posted[int(line)] = int(total)
-        st = _OrderState(order_id, int(row.origin_seq), int(row.revision), int(row.event_seq), row.buyer,
-                         int(row.at_us), row.currency, int(row.amount_minor), int(row.gross_base),
-                         int(row.terms_version), row.config_hash, row.policy_label, Rounding(row.rounding),
-                         int(row.available_us), awards, row.awards, refunds, posted)
-        self.orders[order_id] = st
+        posted = {int(line): int(total) for line, total in self.conn.execute(sql.order_posted, args)}
+        st = self.orders[order_id] = self._state(row, refunds, posted)
         return st
 
     def revision_legs(self, st: _OrderState) -> list[tuple[Any, ...]]:
