@@ -224,6 +224,50 @@ def payload_hash(event: Event) -> str:
     return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
 
+#: how :func:`cps_engine.models.event_to_json` writes an event (sorted keys, compact, UTF-8 kept)
+_PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Unlisted(Exception):
+    """A value :func:`_jsonable` does not know: fall back to the pydantic serialiser."""
+
+
+def _jsonable(value: Any) -> Any:
+    """``model_dump`` values as pydantic's JSON mode writes them: Decimal as its text, datetimes in
+    ISO form with ``Z`` for UTC, tuples as lists."""
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool:
+        return value
+    if kind is Decimal:
+        return str(value)
+    if kind is datetime:
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if kind is dict:
+        return {k: _jsonable(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_jsonable(v) for v in value]
+    raise _Unlisted(kind.__name__)
+
+
+def payload_and_hash(event: Event) -> tuple[str, str]:
+    """:func:`event_payload` and :func:`payload_hash` from one ``model_dump`` of the event (the ledger
+    serialises each event once).  Equal to calling both: a property test holds them to it.
+
+    >>> from cps_engine.models import parse_event
+    >>> ev = parse_event({"type": "refund", "id": "r1", "order": "o1", "amount": "5.0",
+    ...                   "at": "2026-03-01T10:00:00+08:00"})
+    >>> payload_and_hash(ev) == (event_payload(ev), payload_hash(ev))
+    True
+    """
+    data = event.model_dump(exclude_none=True)
+    try:
+        payload = _PAYLOAD_JSON.encode(_jsonable(data))
+    except _Unlisted:
+        payload = event_payload(event)
+    return payload, hashlib.sha256(canonical_json(_norm(data)).encode("utf-8")).hexdigest()
+
+
 def event_payload(event: Event) -> str:
     """The stored payload of an event: :func:`cps_engine.models.event_to_json` (original values)."""
     return event_to_json(event)

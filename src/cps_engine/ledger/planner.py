@@ -27,7 +27,7 @@ from cps_engine.errors import (
 from cps_engine.graph import to_micros
 from cps_engine.ledger.errors import BelowMinimumPayout, InsufficientBalance
 from cps_engine.ledger.graphs import LedgerGraph, Missing, Refused
-from cps_engine.ledger.hashing import iso_us, payload_hash
+from cps_engine.ledger.hashing import iso_us, payload_and_hash
 from cps_engine.ledger.postings import (
     DAY_US,
     Leg,
@@ -150,7 +150,7 @@ class Store(Protocol):
     latest_event: int | None
 
     def lookup(self, key: tuple[str, str]) -> tuple[int, str] | None: ...
-    def insert_event(self, ev: Event, h: str) -> int: ...
+    def insert_event(self, ev: Event, h: str, payload: str | None = None) -> int: ...
     def event_at(self, seq: int) -> Event: ...
     def order_event(self, seq: int) -> OrderEvent: ...
     def post(self, event_seq: int, ev: Event, legs: Sequence[Leg]) -> None: ...
@@ -184,7 +184,7 @@ class Planner:
         return self._graph_of()
 
     def record_one(self, tx: Store, ev: Event, strict: bool) -> Recorded:
-        h = payload_hash(ev)
+        payload, h = payload_and_hash(ev)
         seen = tx.lookup(ev.key)
         if seen is not None:
             if seen[1] == h:
@@ -196,7 +196,7 @@ class Planner:
         plan = self._plan(tx, ev)
         if isinstance(plan, _Park) and strict:
             raise plan.error(plan.reason, record=ev.id, field=plan.field)
-        seq = tx.insert_event(ev, h)
+        seq = tx.insert_event(ev, h, payload)
         self.fault("event")
         if isinstance(plan, _Park):
             tx.park(seq, ev, plan)

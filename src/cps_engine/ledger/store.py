@@ -266,7 +266,7 @@ class UnitOfWork:
             self.known[key] = (int(row[0]), row[1]) if row else None
         return self.known[key]
 
-    def insert_event(self, ev: Event, h: str) -> int:
+    def insert_event(self, ev: Event, h: str, payload: str | None = None) -> int:
         self.event_seq += 1
         seq = self.event_seq
         self.known[ev.key] = (seq, h)
@@ -274,7 +274,7 @@ class UnitOfWork:
         at = to_micros(ev.at)
         self.latest_event = at if self.latest_event is None else max(self.latest_event, at)
         self.rows_events.append({"seq": seq, "kind": ev.type, "event_id": ev.id, "at_us": at,
-                                 "payload": event_payload(ev), "payload_hash": h})
+                                 "payload": event_payload(ev) if payload is None else payload, "payload_hash": h})
         self.ledger.graph.token = (seq, h)
         return seq
 
