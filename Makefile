@@ -6,9 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS ?= all,service
 GROUPS ?= dev
-# `cps-engine` mounts `serve` at start-up (cps_engine.cli imports fastapi), so the demo needs the
-# service extra until that import is made lazy; then DEMO_EXTRAS can be empty.
-DEMO_EXTRAS ?= service
+# the demo needs no extra (`cps-engine` loads the service's FastAPI only for `serve`): 168 MB
+DEMO_EXTRAS ?=
 RUN    := $(VENV)/.installed-run
 DEV    := $(VENV)/.installed-dev
 
@@ -17,7 +16,7 @@ DEV    := $(VENV)/.installed-dev
 $(VENV)/.installed-%: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
-	$(PY) -m pip install --quiet $(if $(filter dev,$*),-e ".[$(EXTRAS)]" $(addprefix --group ,$(GROUPS)),-e ".[$(DEMO_EXTRAS)]")
+	$(PY) -m pip install --quiet $(if $(filter dev,$*),-e ".[$(EXTRAS)]" $(addprefix --group ,$(GROUPS)),$(if $(DEMO_EXTRAS),-e ".[$(DEMO_EXTRAS)]",-e .))
 	touch $@
 
 install: $(DEV)
