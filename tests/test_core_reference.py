@@ -1,4 +1,4 @@
-"""A naive reference for chains and bases, written from the rules in shared/DESIGN.md only.
+"""A naive reference for chains and bases, written from the rules in docs/design.md only.
 
 The engine's graph uses a compact index, cached roots and binary searches; this module walks
 parents one by one with plain dicts and lists, so the property tests can compare the two.  It has

@@ -628,7 +628,8 @@ def create_app_from_env() -> FastAPI:
     ``CPS_SERVICE_POLL`` / ``CPS_SERVICE_LEASE``: the delivery poll interval and claim lease (s)."""
     db = os.environ["CPS_SERVICE_DB"]
     deliver = os.environ.get("CPS_SERVICE_DELIVER", "1") != "0"
-    lease = float(os.environ.get("CPS_SERVICE_LEASE", "30"))
+    lease = float(os.environ.get("CPS_SERVICE_LEASE", "30"))  # ok: seconds, not money
+    poll = float(os.environ.get("CPS_SERVICE_POLL", "1.0"))  # ok: seconds, not money
     engine = make_engine(db)
     return create_app(engine, deliver=deliver, deliverer=Deliverer(engine, lease_s=lease) if deliver else None,
-                      poll_s=float(os.environ.get("CPS_SERVICE_POLL", "1.0")))
+                      poll_s=poll)
