@@ -45,6 +45,14 @@ def test_record_one_and_a_batch_then_read(api: Api) -> None:
     assert [(x["payee"], x["level"], x["amount"], x["rate"], x["policy_kind"]) for x in ol["lines"]] == [
         ("bob", 1, "10.00", "0.1", "capped_multilevel"), ("amy", 2, "5.00", "0.05", "capped_multilevel")]
     assert all(x["config_hash"] and x["available_at"] for x in ol["lines"])
+    # provenance from the order's rate snapshot: rule, chain path, the net base, the rounding
+    assert [(x["path"], x["base"], x["rounding"]) for x in ol["lines"]] == [
+        (["s2"], "100.00", "down"), (["s2", "s1"], "100.00", "down")]
+    assert all(x["rule"] for x in ol["lines"])
+    refund = {"type": "refund", "id": "r1", "order": "o1", "amount": "40.00", "at": "2026-03-02T10:00:00+08:00"}
+    assert api.post(a, "/v1/events", [refund]).status_code == 200
+    after = api.get(a, "/v1/orders/o1/lines").json()["lines"]
+    assert [(x["payee"], x["amount"], x["base"]) for x in after] == [("bob", "6.00", "60.00"), ("amy", "3.00", "60.00")]
 
     v = api.get(a, "/v1/verify").json()
     assert v["ok"] and v["entries"] > 0 and len(v["head"]["hash"]) == 64

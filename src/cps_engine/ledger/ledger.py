@@ -46,6 +46,7 @@ from cps_engine.ledger.planner import Planner
 from cps_engine.ledger.postings import (
     DAY_US,
     LedgerRules,
+    awards_from_json,
 )
 from cps_engine.ledger.schema import LedgerTables, ensure_schema, schema_version
 from cps_engine.ledger.store import Statements, UnitOfWork, engine_for_url, entry_from_row, sqlite_engine
@@ -53,6 +54,7 @@ from cps_engine.ledger.types import (
     Balance,
     ChainHead,
     Entry,
+    OrderSnapshot,
     Outcome,
     ParkedEvent,
     Recorded,
@@ -633,6 +635,32 @@ class Ledger:
                 cur = e.currency
         return [(p, lv, Money(a, cur)) for (p, lv), a in sorted(totals.items(), key=lambda kv: (kv[0][1], kv[0][0]))
                 if a]
+
+    def order_snapshot(self, order: str) -> OrderSnapshot | None:
+        """The applied order's current revision: its rate snapshot (each award's payee, level, exact
+        rate, rule and chain path), its base and what was refunded (None: not applied).
+
+        >>> led = Ledger.open(":memory:", policy={"kind": "first_sharer", "rate": "10%"}, hold_days=0)
+        >>> _ = led.record_many([
+        ...     {"type": "share", "id": "s1", "sharer": "amy", "at": "2026-03-01T00:00:00Z"},
+        ...     {"type": "order", "id": "o1", "buyer": "bo", "share": "s1", "amount": "50.00", "currency": "CNY",
+        ...      "at": "2026-03-01T10:00:00Z"},
+        ...     {"type": "refund", "id": "r1", "order": "o1", "amount": "20.00", "at": "2026-03-02T10:00:00Z"}])
+        >>> snap = led.order_snapshot("o1")
+        >>> [(a.payee, str(a.rate), a.path) for a in snap.awards], snap.gross_base, snap.net_base
+        ([('amy', '1/10', ('s1',))], 5000, 3000)
+        """
+        o, r = self.tables.orders, self.tables.refunds
+        _text_arg(order, "order")
+        with self._read() as conn:
+            row = conn.execute(sa.select(o).where(o.c.order_id == order)
+                               .order_by(o.c.revision.desc()).limit(1)).first()
+            if row is None:
+                return None
+            refunded = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(r.c.amount_minor), 0))
+                                    .where(r.c.order_id == order)).scalar()
+        return OrderSnapshot(order, int(row.revision), row.currency, int(row.gross_base), int(refunded or 0),
+                             tuple(awards_from_json(row.awards)), row.config_hash, row.policy_label, row.rounding)
 
     def statement(self, payee: str, start: datetime | str | int, end: datetime | str | int) -> Statement:
         """The payee's statement for ``[start, end)`` (see :mod:`cps_engine.ledger.statement`)."""

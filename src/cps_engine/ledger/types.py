@@ -17,9 +17,10 @@ from cps_engine.ledger.postings import (
 from cps_engine.limits import MAX_TIME, MIN_TIME, check_time
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig
+from cps_engine.policies.base import Award
 
-__all__ = ["Balance", "ChainHead", "Entry", "Outcome", "ParkedEvent", "RecordSummary", "Recorded", "TermsVersion",
-           "Verification", "as_micros"]
+__all__ = ["Balance", "ChainHead", "Entry", "OrderSnapshot", "Outcome", "ParkedEvent", "RecordSummary", "Recorded",
+           "TermsVersion", "Verification", "as_micros"]
 
 class Outcome(enum.StrEnum):
     """What recording one event did."""
@@ -70,6 +71,28 @@ class RecordSummary:
         parts = ", ".join(f"{n} {o.value}" for o, n in self.counts.items() if n)
         return f"{self.total} events: {parts or 'none'}" + (f" ({self.released} parked released)"
                                                             if self.released else "")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    """An applied order as the ledger computes it now: the rate snapshot taken when it was paid
+    (``awards``: payee, level, exact rate, rule, chain path), its commissionable base and what was
+    refunded, so each line's provenance can be shown without replaying anything."""
+
+    order: str
+    revision: int
+    currency: str
+    gross_base: int
+    refunded: int
+    awards: tuple[Award, ...]
+    config_hash: str
+    policy: str
+    rounding: str
+
+    @property
+    def net_base(self) -> int:
+        """The base the current lines are computed on: ``gross_base - refunded`` (never below 0)."""
+        return max(0, self.gross_base - self.refunded)
 
 
 @dataclass(frozen=True, slots=True)

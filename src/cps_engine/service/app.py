@@ -181,7 +181,9 @@ class BalanceResponse(BaseModel):
     balances: list[BalanceRow]
 
 
-class OrderLine(BaseModel):
+class OrderCommissionLine(BaseModel):
+    """One commission line of an order, net of refunds, with its provenance."""
+
     payee: str
     level: int
     amount: str
@@ -194,11 +196,17 @@ class OrderLine(BaseModel):
     line: int | None
     effective_at: str | None
     available_at: str | None
+    #: the policy rule that produced the line, and the chain path (share or bind ids) behind it
+    rule: str | None = None
+    path: list[str] | None = None
+    #: the net base the line is computed on (decimal string) and the rounding mode
+    base: str | None = None
+    rounding: str | None = None
 
 
 class OrderLinesResponse(BaseModel):
     order: str
-    lines: list[OrderLine]
+    lines: list[OrderCommissionLine]
 
 
 class StatementLineOut(BaseModel):
@@ -508,10 +516,13 @@ def create_app(db: str | sa.Engine, *, deliver: bool = True, poll_s: float = 1.0
             lines = led.order_lines(order)
             entries = [e for e in led.entries(order=order) if e.account == "commission" and e.payee is not None]
             policies = {t.config_hash: t.policy for t in led.terms}
+            snap = led.order_snapshot(order)
         latest = {(e.payee, e.level): e for e in entries}
+        awards = {(a.payee, a.level): a for a in snap.awards} if snap is not None else {}
         out = []
         for payee, level, amount in lines:
             e = latest.get((payee, level))
+            award = awards.get((payee, level))
             pol = policies.get(e.config_hash) if e is not None and e.config_hash else None
             out.append({"payee": payee, "level": level, "amount": str(amount.amount), "currency": amount.currency,
                         "rate": format_rate(Fraction(e.rate)) if e and e.rate else None,
@@ -519,7 +530,10 @@ def create_app(db: str | sa.Engine, *, deliver: bool = True, poll_s: float = 1.0
                         "policy": pol.label if pol else None, "policy_kind": pol.kind if pol else None,
                         "revision": e.revision if e else None, "line": e.line if e else None,
                         "effective_at": _iso(e.effective_us) if e else None,
-                        "available_at": _iso(e.available_us) if e else None})
+                        "available_at": _iso(e.available_us) if e else None,
+                        "rule": award.rule if award else None, "path": list(award.path) if award else None,
+                        "base": str(Money(snap.net_base, snap.currency).amount) if snap and award else None,
+                        "rounding": snap.rounding if snap and award else None})
         return {"order": order, "lines": out}
 
     @app.get("/v1/statements/{period}", response_model=StatementResponse, responses=_PROBLEMS,
