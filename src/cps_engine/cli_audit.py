@@ -11,6 +11,7 @@ field; ``audit compliance`` alone also exits **3** for a verdict of *review* (a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace as dc_replace
 from datetime import datetime
@@ -88,9 +89,10 @@ def _load(events: Path, policy: Path) -> tuple[list[Event], PolicyConfig]:
 def _columns(columns: Path | None, maps: list[str] | None, currency: str | None) -> ColumnMap:
     base = ColumnMap.load(columns) if columns is not None else None
     opts = list(maps or [])
-    if currency is not None:
-        opts.append(f"currency={currency}")
-    return ColumnMap.parse_options(opts, base) if opts or base is None else base
+    cmap = ColumnMap.parse_options(opts, base) if opts or base is None else base
+    if currency is not None:  # the option, never a header: `--map currency=X` names a column
+        cmap = dataclasses.replace(cmap, currency=currency)
+    return cmap
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:

@@ -114,6 +114,21 @@ def test_verify_exit_codes_and_formats(files: dict[str, Path], tmp_path: Path) -
     assert res.exit_code == 2 and "record 'x'" in res.stderr
 
 
+def test_verify_currency_option_is_the_currency_of_a_file_without_that_column(files: dict[str, Path],
+                                                                                tmp_path: Path) -> None:
+    """``--currency CNY`` was read as ``--map currency=CNY`` (a column named 'CNY') and failed with exit 2."""
+    base = ["audit", "verify", "--events", str(files["events"]), "--policy", str(files["policy"])]
+    odd = tmp_path / "odd.csv"
+    odd.write_text("ref,who,value\no1,bob,10.00\n", encoding="utf-8")
+    maps = ["--map", "order=ref", "--map", "payee=who", "--map", "amount=value"]
+    args = [*base, "--statement", str(odd), "--period", "2026-03", "--tz", "+08:00", *maps]
+    res = runner.invoke(app, [*args, "--currency", "CNY"])
+    assert res.exit_code == 1, res.output  # read and compared: amy's lines are missing
+    assert "header 'CNY'" not in res.output
+    res = runner.invoke(app, [*args, "--currency", "XYZ"])
+    assert res.exit_code == 2 and "XYZ" in res.stderr
+
+
 def test_check_integrity_exit_codes(files: dict[str, Path], tmp_path: Path) -> None:
     _statement(files, "2026-02")
     csv_path = _statement(files, "2026-03")
