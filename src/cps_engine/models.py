@@ -135,6 +135,11 @@ class OrderEvent(_Event):
 
     ``share`` names the share link it was bought through (the share path decides the payees); when
     absent the buyer's binding uplines do.
+
+    ``device``, ``phone_hash`` and ``payment_hash`` are optional buyer fingerprints: opaque hashes the
+    merchant supplies (never a phone number or card in clear), at most 256 characters each.  Only the
+    abuse report (:mod:`cps_engine.audit.abuse`) reads them, to cluster buyers who share one; the
+    engine, the batch path, the share graph and the ledger ignore them.
     """
 
     type: Literal["order"] = "order"
@@ -145,6 +150,9 @@ class OrderEvent(_Event):
     shipping: ExactDecimal | None = None
     tax: ExactDecimal | None = None
     lines: tuple[OrderLine, ...] | None = None
+    device: Id | None = None
+    phone_hash: Id | None = None
+    payment_hash: Id | None = None
 
     _minor: tuple[int, int, int] = PrivateAttr(default=(0, 0, 0))
 
