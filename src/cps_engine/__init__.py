@@ -20,6 +20,9 @@ from cps_engine._version import library_version
 
 #: public name -> (module, attribute), imported on first access
 _LAZY: dict[str, tuple[str, str]] = {
+    "AbuseFinding": ("cps_engine.audit", "AbuseFinding"),
+    "AbuseReport": ("cps_engine.audit", "AbuseReport"),
+    "AbuseThresholds": ("cps_engine.audit", "AbuseThresholds"),
     "Award": ("cps_engine.policies", "Award"),
     "Balance": ("cps_engine.ledger", "Balance"),
     "BaseConfig": ("cps_engine.policies", "BaseConfig"),
@@ -93,6 +96,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "UnknownCurrency": ("cps_engine.errors", "UnknownCurrency"),
     "UnknownReference": ("cps_engine.errors", "UnknownReference"),
     "Verification": ("cps_engine.ledger", "Verification"),
+    "abuse_report": ("cps_engine.audit", "abuse_report"),
     "apply_rate": ("cps_engine.money", "apply_rate"),
     "build_ledger_statement": ("cps_engine.ledger", "build_statement"),
     "build_statement": ("cps_engine.audit", "build_statement"),
@@ -129,9 +133,13 @@ _LAZY: dict[str, tuple[str, str]] = {
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from cps_engine.audit import (
+        AbuseFinding,
+        AbuseReport,
+        AbuseThresholds,
         ColumnMap,
         Statement,
         StatementLine,
+        abuse_report,
         build_statement,
         check_integrity,
         compliance_report,
@@ -251,6 +259,9 @@ __all__ = [
     "CURRENCIES",
     "PROFILES",
     "RULES",
+    "AbuseFinding",
+    "AbuseReport",
+    "AbuseThresholds",
     "Award",
     "Balance",
     "BaseConfig",
@@ -322,6 +333,7 @@ __all__ = [
     "UnknownReference",
     "Verification",
     "__version__",
+    "abuse_report",
     "apply_rate",
     "build_ledger_statement",
     "build_statement",

@@ -8,7 +8,9 @@
   money at stake; :mod:`~cps_engine.audit.report` renders it as a self-contained HTML page;
 - :mod:`~cps_engine.audit.integrity`: detect and locate edits, check the chain, prove one line;
 - :mod:`~cps_engine.audit.explain`: why a line is what it is;
-- :mod:`~cps_engine.audit.compliance`: the programme against :data:`cps_engine.rules.RULES`.
+- :mod:`~cps_engine.audit.compliance`: the programme against :data:`cps_engine.rules.RULES`;
+- :mod:`~cps_engine.audit.abuse`: abuse signals (purchase rings, self-dealing fingerprint clusters,
+  refunds after payout, share bursts) with their evidence and the money at stake.
 
 >>> from cps_engine.models import load_events
 >>> from cps_engine.policies import load_policy
@@ -22,6 +24,7 @@
 (True, True)
 """
 
+from cps_engine.audit.abuse import AbuseFinding, AbuseReport, AbuseThresholds, abuse_report
 from cps_engine.audit.compliance import ComplianceReport, Finding, compliance_report
 from cps_engine.audit.explain import Explanation, LineExplanation, explain_order
 from cps_engine.audit.integrity import Change, IntegrityReport, ProofCheck, check_integrity, prove, verify_proof
@@ -43,6 +46,9 @@ from cps_engine.audit.statement import (
 from cps_engine.audit.verify import Discrepancy, Kind, VerificationReport, verify_statement
 
 __all__ = [
+    "AbuseFinding",
+    "AbuseReport",
+    "AbuseThresholds",
     "Change",
     "ColumnMap",
     "ComplianceReport",
@@ -59,6 +65,7 @@ __all__ = [
     "Statement",
     "StatementLine",
     "VerificationReport",
+    "abuse_report",
     "build_statement",
     "check_integrity",
     "compliance_report",
