@@ -1,12 +1,13 @@
 """Command line of the audit tools: ``cps-engine statement`` and ``cps-engine audit ...``.
 
 ``audit_app`` is mounted as ``cps-engine audit`` (``verify``, ``explain``, ``check-integrity``,
-``prove``, ``verify-proof``, ``compliance``); :func:`statement` as ``cps-engine statement``.
+``prove``, ``verify-proof``, ``compliance``, ``abuse``); :func:`statement` as ``cps-engine statement``.
 
 Exit status, everywhere: **0** the check passed (the statement matches, is intact, the proof holds,
 the programme is compliant), **1** it found problems (non-compliant), **2** the input is unusable
 (unreadable file, bad record, unknown column, missing period) with a message naming the record and
-field; ``audit compliance`` alone also exits **3** for a verdict of *review* (a rule warns, none fails).
+field; ``audit compliance`` alone also exits **3** for a verdict of *review* (a rule warns, none fails);
+``audit abuse`` exits **1** when any abuse signal is flagged.
 """
 
 from __future__ import annotations
@@ -498,3 +499,51 @@ def compliance(
         con.print("How each figure is recomputed: --format json, field 'how' of each finding.")
         con.print(f"[bold yellow]{safe(rep.disclaimer)}[/]", soft_wrap=True)
     raise typer.Exit({"compliant": EXIT_OK, "review": EXIT_REVIEW, "non-compliant": EXIT_FOUND}[rep.verdict])
+
+
+# ---------------------------------------------------------------------------------------------- abuse
+@audit_app.command()
+def abuse(
+    events: EventsOpt,
+    policy: PolicyOpt,
+    threshold: Annotated[list[str] | None, typer.Option(
+        "--threshold", help="NAME=VALUE, e.g. refund_ratio=20% or burst_min_shares=10; repeatable")] = None,
+    binding: BindingOpt = None,
+    expire_days: ExpireOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """Abuse signals: purchase rings, self-dealing fingerprint clusters, refunds after payout, share bursts.
+
+    Each finding with its evidence (people, orders, events) and the commission at stake.  Exit 0 when
+    nothing is flagged, 1 when something is, 2 unusable input.
+    """
+    from cps_engine.audit.abuse import AbuseThresholds, abuse_report
+
+    _check_format(fmt, ("table", "json"))
+    config = _binding(binding, expire_days) or BindingConfig()
+    with bad_input_exits():
+        limits = AbuseThresholds().replace(threshold) if threshold else AbuseThresholds()
+        evs, pol = _load(events, policy)
+        rep = abuse_report(evs, pol, binding=config, thresholds=limits)
+        if fmt == "json":
+            write_stdout(rep.to_json())
+    if fmt != "json":
+        con = _console()
+        table = Table(title=f"Abuse signals: {safe(rep.policy)} ({safe(rep.policy_kind)})")
+        for col in ("signal", "figure", "people", "orders", "events", "at stake", "detail"):
+            table.add_column(col)
+        for f in rep.findings:
+            stake = ", ".join(f"{v} {c}" for c, v in f.at_stake_text().items()) or "0"
+            table.add_row(f.signal, safe(f.figure), safe(", ".join(f.people)), safe(", ".join(f.orders)),
+                          safe(", ".join(f.events)), safe(stake), safe(f.detail))
+        con.print(table)
+        limits_table = Table(title="Thresholds (--threshold NAME=VALUE)")
+        for col in ("name", "value", "meaning"):
+            limits_table.add_column(col)
+        for row in rep.thresholds.as_rows():
+            limits_table.add_row(row["name"], safe(row["value"]), safe(row["meaning"]))
+        con.print(limits_table)
+        counts = ", ".join(f"{k} {v}" for k, v in rep.counts().items())
+        con.print(f"{'[bold red]FLAGGED[/]' if rep.flagged else '[bold green]nothing flagged[/]'}: {counts}")
+        con.print("How each figure is recomputed: --format json, field 'how' of each finding; docs/abuse.md.")
+    raise typer.Exit(EXIT_FOUND if rep.flagged else EXIT_OK)

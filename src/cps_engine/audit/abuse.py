@@ -110,9 +110,14 @@ class AbuseThresholds(BaseModel):
         out = []
         for name in type(self).model_fields:
             value = getattr(self, name)
-            text = format_rate(value) if isinstance(value, Fraction) else str(value)
+            text = _percent(value) if isinstance(value, Fraction) else str(value)
             out.append({"name": name, "value": text, "meaning": THRESHOLD_MEANING[name]})
         return out
+
+
+def _percent(x: Fraction) -> str:
+    """``50%`` when a whole percentage, else the exact rate (``1/3``, ``0.005``)."""
+    return f"{x * 100}%" if (x * 100).denominator == 1 else format_rate(x)
 
 
 def _money_text(values: dict[str, int]) -> dict[str, str]:
@@ -312,7 +317,7 @@ def _refund_after_payout(evs: list[Event], settlements: dict[str, Settlement], o
         oids, ids = evidence[(cur, payee)]
         out.append(AbuseFinding(
             "refund_after_payout", f"refund_after_payout:{payee}:{cur}", (payee,), tuple(sorted(oids)),
-            tuple(sorted(ids)), {cur: amount}, f"{format_rate(ratio)} of {Money(gross[(cur, payee)], cur)}",
+            tuple(sorted(ids)), {cur: amount}, f"{_percent(ratio)} of {Money(gross[(cur, payee)], cur)}",
             f"payee {payee}: {Money(amount, cur)} clawed back after a payout",
             "for each refund, the drop in the payee's commission on its order, counted when the payee had a "
             "payout (same currency) at or after the order and before the refund; over the payee's commission "
