@@ -557,7 +557,7 @@ def statement_lines(settlements: Iterable[Settlement], orders: Mapping[str, Orde
 
 
 def _binding(binding: BindingConfig | BindingMode | str) -> BindingConfig:
-    return binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
+    return BindingConfig.of(binding)
 
 
 def _iso(at: datetime | None) -> str | None:

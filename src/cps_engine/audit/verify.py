@@ -349,9 +349,8 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
     if hold_days is None and man is not None:
         hold_days = man.hold_days
     if binding is None:
-        binding = (BindingConfig(mode=BindingMode(man.binding), expire_days=man.expire_days) if man is not None
-                   else BindingMode.FIRST_WINS)
-    config = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
+        binding = (BindingConfig.of(man.binding, man.expire_days) if man is not None else BindingMode.FIRST_WINS)
+    config = BindingConfig.of(binding)
 
     evs = cut_events(events, as_of)
     settlements: list[Settlement] = compute_events(evs, policy, binding=config)

@@ -18,7 +18,7 @@ import importlib
 from bisect import bisect_right, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -34,6 +34,7 @@ from cps_engine.graph.binding import (
 from cps_engine.graph.chains import Chain, Link
 from cps_engine.graph.index import NO_TIME, Interner, ShareIndex
 from cps_engine.models import BindEvent, Event, OrderEvent, ShareEvent
+from cps_engine.times import from_micros, iso_micros
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -44,7 +45,6 @@ __all__ = ["NEVER", "BindingConfig", "BindingMode", "BindingRecord", "Chain", "L
 #: "never" as µs: later than any time an event can carry
 NEVER: Final = 2**62
 _NEVER: Final = NEVER
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _intern(names: Sequence[str]) -> tuple[Interner, Sequence[int] | NDArray[np.int64]]:
@@ -66,8 +66,7 @@ def _intern(names: Sequence[str]) -> tuple[Interner, Sequence[int] | NDArray[np.
     return people, np.asarray(enc.indices, dtype=np.int64)
 
 
-def _iso(us: int) -> str:
-    return (_EPOCH + timedelta(microseconds=us)).isoformat()
+_iso = iso_micros
 
 
 class ShareGraph:
@@ -93,7 +92,7 @@ class ShareGraph:
 
     def __init__(self, binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS, *,
                  people: Interner | None = None, shares: ShareIndex | None = None) -> None:
-        config = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
+        config = BindingConfig.of(binding)
         self._people = people if people is not None else Interner()
         self._shares = shares if shares is not None else ShareIndex()
         self._bindings = BindingStore(config)
@@ -431,7 +430,7 @@ class ShareGraph:
             us = self._bind_us.get(link.via, NO_TIME)
         if us == NO_TIME:
             raise UnknownReference("no time for this link", record=link.via)
-        return _EPOCH + timedelta(microseconds=us)
+        return from_micros(us)
 
     def is_participant_id(self, person: int, t: int | None = None) -> bool:
         """Whether ``person`` has shared or has a bound downline: ever, or by time ``t`` (µs).  Shares

@@ -24,17 +24,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cps_engine.errors import CycleError, SelfReferralError
+from cps_engine.times import to_micros
 
 __all__ = ["BindingConfig", "BindingMode", "BindingRecord", "BindingStore", "to_micros"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 FOREVER = 2**62
-
-
-def to_micros(at: datetime) -> int:
-    """Exact integer microseconds since the Unix epoch of an aware datetime."""
-    return (at - _EPOCH) // _US
 
 
 class BindingMode(enum.StrEnum):
@@ -61,6 +57,17 @@ class BindingConfig(BaseModel):
         if (self.mode is BindingMode.EXPIRING) != (self.expire_days is not None):
             raise ValueError("expire_days is required by, and only allowed with, mode 'expiring'")
         return self
+
+    @classmethod
+    def of(cls, binding: BindingConfig | BindingMode | str, expire_days: int | None = None) -> BindingConfig:
+        """A config from a config, a mode or a mode's name (the one conversion every API accepts).
+
+        >>> BindingConfig.of("overwrite").mode, BindingConfig.of(BindingConfig()).mode.value
+        (<BindingMode.OVERWRITE: 'overwrite'>, 'first_wins')
+        """
+        if isinstance(binding, BindingConfig):
+            return binding
+        return cls(mode=BindingMode(binding), expire_days=expire_days)
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,8 +218,8 @@ class Ledger:
         # validate every input before touching the database (MariaDB commits DDL at once)
         pol = load_policy(policy) if policy is not None else None
         LedgerRules.of(hold_days=7 if hold_days is None else hold_days, min_payout=min_payout, payout_fee=payout_fee)
-        if binding is not None and not isinstance(binding, BindingConfig):
-            binding = BindingConfig(mode=BindingMode(binding))
+        if binding is not None:
+            binding = BindingConfig.of(binding)
         with self._connection() as conn:
             if pol is None and schema_version(conn, self.tables) is None:
                 raise InvalidPolicyConfig("a new ledger needs a policy", field="policy")
@@ -267,7 +267,7 @@ class Ledger:
         stored = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "binding")).scalar()
         wanted = None
         if binding is not None:
-            wanted = binding if isinstance(binding, BindingConfig) else BindingConfig(mode=BindingMode(binding))
+            wanted = BindingConfig.of(binding)
         meta = {str(k): str(v) for k, v in conn.execute(sa.select(t.meta.c.key, t.meta.c.value))}
         new = stored is None
         if new:

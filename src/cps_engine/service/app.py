@@ -51,6 +51,7 @@ from cps_engine.service.problems import Problem, ProblemDetail
 from cps_engine.service.store import TABLES, Admin, ledger_prefix, make_engine, now_us
 from cps_engine.service.webhooks import Deliverer, messages_for, write_outbox
 from cps_engine.textio import loads_json
+from cps_engine.times import iso_micros
 
 __all__ = ["MAX_BATCH", "MAX_BODY", "MONEY_FIELDS", "Service", "create_app", "create_app_from_env", "openapi_document"]
 
@@ -104,9 +105,7 @@ def recorded_json(r: Recorded) -> dict[str, Any]:
 
 
 def _iso(us: int | None) -> str | None:
-    if us is None:
-        return None
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+    return None if us is None else iso_micros(us)
 
 
 def all_proofs(hashes: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:

@@ -46,7 +46,6 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -55,6 +54,7 @@ import sqlalchemy as sa
 from cps_engine.ledger import Recorded
 from cps_engine.money import Money
 from cps_engine.service.store import TABLES, now_us
+from cps_engine.times import iso_micros
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -74,9 +74,7 @@ TIMESTAMP_HEADER: Final = "Cps-Webhook-Timestamp"
 
 
 def _iso(us: int | None) -> str | None:
-    if us is None:
-        return None
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+    return None if us is None else iso_micros(us)
 
 
 def _decimal(minor: int, currency: str) -> str:
