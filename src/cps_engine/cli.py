@@ -20,7 +20,9 @@ from typing import IO, Annotated, Any
 import typer
 from rich.table import Table
 
+from cps_engine._version import library_version
 from cps_engine.cli_common import (
+    CSV_JSONL,
     BindingOpt,
     ExpireOpt,
     bad_input_exits,
@@ -29,7 +31,9 @@ from cps_engine.cli_common import (
     console,
     defang,
     err,
+    events_source,
     fail,
+    format_option,
     output_file,
     safe,
     write_stdout,
@@ -45,7 +49,21 @@ from cps_engine.textio import CsvWriter
 __all__ = ["app", "main"]
 
 app = typer.Typer(name="cps-engine", help="Exact distribution commissions (CPS) over share chains.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        write_stdout(f"cps-engine {library_version()}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the library version and exit")] = False,
+) -> None:
+    """Exact distribution commissions (CPS) over share chains."""
 
 LINE_COLUMNS = ("order", "payee", "level", "amount", "currency", "rate", "rule", "policy", "config_hash",
                 "base", "path", "rounding")
@@ -119,10 +137,11 @@ def write_batch_lines(lines: Any, policy: PolicyConfig, fmt: str, out: IO[str], 
 
 @app.command()
 def compute(
-    events: Annotated[Path, typer.Option("--events", help="events, JSON Lines")],
+    events: Annotated[Path, typer.Option("--events", help="events, JSON Lines ('-': standard input)")],
     policy: Annotated[Path, typer.Option("--policy", help="policy config, TOML or JSON")],
-    fmt: Annotated[str, typer.Option("--format", help="csv | jsonl")] = "csv",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default stdout)")] = None,
+    fmt: Annotated[str, format_option(CSV_JSONL)] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default or '-': stdout)")]
+    = None,
     binding: BindingOpt = "first_wins",
     expire_days: ExpireOpt = None,
 ) -> None:
@@ -130,13 +149,11 @@ def compute(
 
     Computed on the batch path (``compute_batch``: every built-in policy vectorised), written row by
     row; the bytes are those of the per-order engine (``compute_events``) for the same input."""
-    from cps_engine.batch import compute_batch
-
-    if fmt not in ("csv", "jsonl"):
-        fail("--format must be csv or jsonl")
     config = binding_config(binding, expire_days)
     with bad_input_exits():
-        evs = load_events(events)
+        from cps_engine.batch import compute_batch
+
+        evs = load_events(events_source(events))
         pol = load_policy(policy)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a plugin without a plan: per order, as before
@@ -144,24 +161,26 @@ def compute(
         orders = lines.attrs["cps_engine"]["orders"]
         with output_file(output) as out:
             n = write_batch_lines(lines, pol, fmt, out, progress=err.is_terminal)
-    if output is not None:
+    if output is not None and str(output) != "-":
         err.print(f"{n} commission lines for {orders} orders -> {safe(output)}")
 
 
 @app.command()
-def validate(events: Annotated[Path, typer.Argument(help="events, JSON Lines")],
+def validate(events: Annotated[Path, typer.Argument(help="events, JSON Lines ('-': standard input)")],
              binding: BindingOpt = "first_wins", expire_days: ExpireOpt = None) -> None:
     """Report every bad record of an events file at once (exit 0 clean, 2 otherwise)."""
     config = binding_config(binding, expire_days)
     with bad_input_exits():
-        problems: list[CpsError] = list(validate_events(events))
+        source = events_source(events)
+        problems: list[CpsError] = list(validate_events(source))
         if not problems:
-            ShareGraph.from_events(load_events(events), binding=config, on_error=problems.append)
+            ShareGraph.from_events(load_events(source), binding=config, on_error=problems.append)
     for p in problems:
         err.print(f"- {safe(p, newlines=True)}", highlight=False, soft_wrap=True)
+    name = "standard input" if str(events) == "-" else events
     if problems:
-        fail(f"{len(problems)} bad record(s) in {events}")
-    err.print(f"{safe(events)}: ok")
+        fail(f"{len(problems)} bad record(s) in {name}")
+    err.print(f"{safe(name)}: ok")
 
 
 @app.command()

@@ -38,10 +38,24 @@ from cps_engine.audit.statement import (
     statement_paths,
 )
 from cps_engine.audit.verify import KIND_TITLES, VerificationReport, verify_statement
-from cps_engine.cli_common import bad_input_exits, console, err, fail, output_file, safe, write_stdout
+from cps_engine.cli_common import (
+    JSON_CSV,
+    TABLE_JSON,
+    OptionalBindingOpt,
+    bad_input_exits,
+    console,
+    err,
+    events_source,
+    fail,
+    format_option,
+    output_file,
+    safe,
+    time_option,
+    write_stdout,
+)
 from cps_engine.errors import CpsError
 from cps_engine.graph import BindingConfig, BindingMode
-from cps_engine.limits import MAX_DAYS, check_time
+from cps_engine.limits import MAX_DAYS
 from cps_engine.models import Event, OrderEvent, load_events
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy
@@ -69,22 +83,11 @@ def _binding(mode: str | None, expire_days: int | None) -> BindingConfig | None:
 
 
 def _as_of(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"--as-of {text[:80]!r} is not an ISO-8601 time such as 2026-04-01T00:00:00+08:00")
-    if at.tzinfo is None:
-        fail(f"--as-of {text[:80]!r} has no time zone; add one such as +08:00 or Z")
-    try:
-        return check_time(at, field="--as-of")
-    except CpsError as exc:
-        fail(str(exc))
+    return None if text is None else time_option(text, "--as-of", dates=False)
 
 
 def _load(events: Path, policy: Path) -> tuple[list[Event], PolicyConfig]:
-    return load_events(events), load_policy(policy)
+    return load_events(events_source(events)), load_policy(policy)
 
 
 def _columns(columns: Path | None, maps: list[str] | None, currency: str | None) -> ColumnMap:
@@ -101,11 +104,9 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
         fail(f"--format must be one of {', '.join(allowed)}")
 
 
-EventsOpt = Annotated[Path, typer.Option("--events", help="events, JSON Lines")]
+EventsOpt = Annotated[Path, typer.Option("--events", help="events, JSON Lines ('-': standard input)")]
 PolicyOpt = Annotated[Path, typer.Option("--policy", help="policy config, TOML or JSON")]
-BindingOpt = Annotated[str | None, typer.Option(
-    "--binding", help="first_wins | overwrite | registration_only | expiring (default: the manifest's, else "
-    "first_wins)")]
+BindingOpt = OptionalBindingOpt
 ExpireOpt = Annotated[int | None, typer.Option("--expire-days", min=0, max=MAX_DAYS, help="with --binding expiring")]
 TzOpt = Annotated[str | None, typer.Option("--tz", help="time zone of the period: UTC, +08:00 or Asia/Shanghai")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="only events up to this time (ISO-8601 with zone)")]
@@ -118,7 +119,7 @@ def statement(
     period: Annotated[str, typer.Option("--period", help="YYYY-MM or YYYY-MM-DD..YYYY-MM-DD")],
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="directory: writes statement-<period>.json, .csv and .manifest.json")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="without -o: json | csv to stdout")] = "json",
+    fmt: Annotated[str, format_option(JSON_CSV, "without -o: json | csv to stdout")] = "json",
     tz: TzOpt = None,
     as_of: AsOfOpt = None,
     hold_days: HoldOpt = None,
@@ -127,7 +128,7 @@ def statement(
         "statement in the directory")] = None,
     binding: BindingOpt = None,
     expire_days: ExpireOpt = None,
-    events: Annotated[Path | None, typer.Option("--events", help="events, JSON Lines")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="events, JSON Lines ('-': standard input)")] = None,
     policy: Annotated[Path | None, typer.Option(
         "--policy", help="policy config, TOML or JSON (with --db: default the ledger's)")] = None,
     db: Annotated[str | None, typer.Option(
@@ -247,7 +248,7 @@ def verify(
         "(amount_unit, rate_unit, currency, decimal, delimiter, encoding); repeatable")] = None,
     currency: Annotated[str | None, typer.Option("--currency", help="currency when the file has no column")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="manifest file of a CSV statement")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    fmt: Annotated[str, format_option(TABLE_JSON)] = "table",
     html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report here")] = None,
 ) -> None:
     """Recompute every line; report missing, extra, wrong and duplicated lines with the money at stake.

@@ -22,8 +22,9 @@ import errno
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timezone
 from pathlib import Path
 from typing import IO, Annotated, Any, NoReturn
 
@@ -33,27 +34,42 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cps_engine.errors import CpsError, OutputError
+from cps_engine.errors import CpsError, InvalidInput, OutputError, ValueOutOfRange
 from cps_engine.graph import BindingConfig, BindingMode
-from cps_engine.limits import MAX_DAYS
+from cps_engine.limits import MAX_DAYS, add_days, check_time
 
 __all__ = [
+    "BINDING_MODES",
+    "CSV_JSON",
+    "CSV_JSONL",
     "EXIT_SIGPIPE",
     "EXIT_UNUSABLE",
+    "EXTRAS",
+    "JSON_CSV",
+    "TABLE_JSON",
+    "TABLE_JSON_CSV",
+    "TEXT_JSON",
     "UNSAFE",
     "BindingOpt",
     "ExpireOpt",
+    "OptionalBindingOpt",
     "bad_input_exits",
     "binding_config",
     "cell",
+    "choice",
     "clean",
     "console",
     "defang",
     "err",
+    "events_source",
     "fail",
+    "format_option",
+    "missing_extra",
     "output_file",
+    "parse_when",
     "safe",
     "stdout_closed",
+    "time_option",
     "write_stdout",
 ]
 
@@ -63,7 +79,47 @@ EXIT_UNUSABLE = 2
 EXIT_SIGPIPE = 141
 STDOUT = "standard output"
 
-BindingOpt = Annotated[str, typer.Option("--binding", help="first_wins | overwrite | registration_only | expiring")]
+
+def _listed(values: Sequence[str]) -> str:
+    return " or ".join(values) if len(values) <= 2 else f"one of {', '.join(values[:-1])} or {values[-1]}"
+
+
+def choice(flag: str, values: Sequence[str], help: str) -> Any:
+    """A ``flag`` option taking one of ``values``: listed in ``--help`` (``[csv|jsonl]``) and in the
+    error (``Invalid value for '--format': 'xml' is not csv or jsonl``, exit 2), completed by the shell."""
+    allowed = tuple(values)
+
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise typer.BadParameter(f"{clean(value)[:80]!r} is not {_listed(allowed)}")
+        return value
+
+    def complete(incomplete: str) -> list[str]:
+        return [v for v in allowed if v.startswith(incomplete)]
+
+    return typer.Option(flag, parser=parse, metavar=f"[{'|'.join(allowed)}]", autocompletion=complete,
+                        help=help)
+
+
+# one definition per choice set, reused by every command
+#: the binding modes (:class:`~cps_engine.graph.BindingMode`)
+BINDING_MODES: tuple[str, ...] = tuple(m.value for m in BindingMode)
+CSV_JSONL = ("csv", "jsonl")
+CSV_JSON = ("csv", "json")
+JSON_CSV = ("json", "csv")
+TABLE_JSON = ("table", "json")
+TABLE_JSON_CSV = ("table", "json", "csv")
+TEXT_JSON = ("text", "json")
+
+
+def format_option(values: Sequence[str], help: str = "output format") -> Any:
+    """A ``--format`` option taking one of ``values``."""
+    return choice("--format", values, help)
+
+
+BindingOpt = Annotated[str, choice("--binding", BINDING_MODES, "binding mode")]
+OptionalBindingOpt = Annotated[str | None, choice(
+    "--binding", BINDING_MODES, "binding mode (default: the manifest's or the ledger's, else first_wins)")]
 ExpireOpt = Annotated[int | None, typer.Option("--expire-days", min=0, max=MAX_DAYS, help="with --binding expiring")]
 
 #: C0 controls (tab and newline included), DEL, C1 controls, bidi marks, overrides and isolates,
@@ -173,11 +229,11 @@ def _output_failed(exc: OSError, name: str) -> NoReturn:
 
 @contextmanager
 def output_file(path: Path | None, *, newline: str | None = "") -> Iterator[IO[str]]:
-    """Standard output (``path`` None) or a UTF-8 file written whole or not at all: the text goes to a
+    """Standard output (``path`` None or ``-``) or a UTF-8 file written whole or not at all: the text goes to a
     hidden file beside ``path``, renamed over it on success and removed on any failure.  A write
     error raises :class:`~cps_engine.errors.OutputError` naming the file (or "standard output").
     A target that exists and is not a regular file (a device, a FIFO) is written in place."""
-    if path is None:
+    if path is None or str(path) == "-":
         try:
             yield sys.stdout
             sys.stdout.flush()
@@ -229,6 +285,11 @@ def bad_input_exits(*also: type[Exception]) -> Iterator[None]:
         yield
     except CpsError as exc:
         fail(str(exc))
+    except ImportError as exc:  # an optional extra is missing: one sentence, not a traceback
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        fail(message)
     except BrokenPipeError:
         stdout_closed()
     except OSError as exc:
@@ -247,3 +308,78 @@ def binding_config(mode: str, expire_days: int | None) -> BindingConfig:
         return BindingConfig(mode=BindingMode(mode), expire_days=expire_days)
     except ValueError as exc:
         fail(f"--binding: {exc}")
+
+
+def parse_when(text: str, *, end_of_day: bool = False, tz: str = "Z", field: str = "--as-of",
+               dates: bool = True) -> datetime:
+    """``2026-03-31`` (midnight in ``tz``; with ``end_of_day`` the next midnight; only with ``dates``)
+    or a full ISO time, within the supported range (:mod:`cps_engine.limits`); a typed error naming
+    ``field`` otherwise.  Without ``dates`` the time must carry its zone.
+
+    >>> parse_when("2026-03-31", end_of_day=True).isoformat()
+    '2026-04-01T00:00:00+00:00'
+    >>> parse_when("2026-03-01T08:00:00+08:00").isoformat()
+    '2026-03-01T08:00:00+08:00'
+    >>> parse_when("9999-12-31", end_of_day=True, field="--to")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.ValueOutOfRange: field '--to': time 9999-12-31T00:00:00+00:00 is outside the supported range ...
+    """
+    try:
+        zone = UTC if tz in ("Z", "UTC") else datetime.fromisoformat(f"2000-01-01T00:00:00{tz}").tzinfo
+    except ValueError:
+        raise InvalidInput(f"time zone {tz!r} is not Z, UTC or an offset such as +08:00", field="--tz") from None
+    if not isinstance(zone, timezone):
+        raise InvalidInput(f"time zone {tz!r} is not Z, UTC or an offset such as +08:00", field="--tz")
+    text = text.strip()
+    what = ("a date (2026-03-31) or an ISO time (e.g. 2026-03-01T00:00:00+08:00)" if dates else
+            "an ISO time with a zone (e.g. 2026-03-01T00:00:00+08:00)")
+    try:
+        if len(text) == 10 and dates:
+            when = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
+        else:
+            when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            if when.tzinfo is None:
+                if not dates:
+                    raise ValueError(text)
+                when = when.replace(tzinfo=zone)
+    except ValueError:
+        raise InvalidInput(f"{text[:80]!r} is not {what}", field=field) from None
+    except OverflowError:
+        raise ValueOutOfRange(f"{text[:80]!r} is outside the supported range of times", field=field) from None
+    check_time(when, field=field)
+    return add_days(when, 1, field=field) if end_of_day and len(text) == 10 and dates else when
+
+
+def time_option(text: str, flag: str, *, end_of_day: bool = False, tz: str = "Z", dates: bool = True) -> datetime:
+    """A time option's value (:func:`parse_when`), or exit 2 with ``FLAG: 'text' is not ...``."""
+    try:
+        return parse_when(text, end_of_day=end_of_day, tz=tz, field=flag, dates=dates)
+    except CpsError as exc:
+        name = "--tz" if exc.field == "--tz" else flag
+        fail(f"{name}: {exc.message}")
+
+
+def events_source(path: Path) -> Path | list[str]:
+    """An events option's file, or for ``-`` the lines of standard input (JSON Lines, read once)."""
+    if str(path) != "-":
+        return path
+    return sys.stdin.read().splitlines(keepends=True)
+
+
+#: top-level module -> the extra that installs it
+EXTRAS: dict[str, str] = {
+    "pandas": "analysis", "pyarrow": "analysis", "matplotlib": "analysis",
+    "psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql", "MySQLdb": "mysql",
+    "fastapi": "service", "uvicorn": "service", "httpx": "service", "starlette": "service",
+    "polars": "polars", "dask": "dask", "distributed": "dask",
+}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The one-sentence message for an import that failed for want of an optional extra (None: not one)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return f"{top} is not installed: install the {extra} extra: pip install 'cps-engine[{extra}]'"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,13 +19,31 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cps_engine.cli_common import bad_input_exits, cell, console, err, fail, output_file, safe, write_stdout
-from cps_engine.errors import InvalidInput, ValueOutOfRange
+from cps_engine.cli_common import (
+    BINDING_MODES,
+    CSV_JSON,
+    TABLE_JSON_CSV,
+    bad_input_exits,
+    cell,
+    choice,
+    console,
+    err,
+    events_source,
+    fail,
+    format_option,
+    output_file,
+    parse_when,
+    safe,
+    time_option,
+    write_stdout,
+)
+from cps_engine.errors import InvalidInput
 from cps_engine.ledger.hashing import iso_us
 from cps_engine.ledger.ledger import DEFAULT_HORIZON_DAYS, Ledger, sqlite_engine
 from cps_engine.ledger.statement import build_statement
-from cps_engine.limits import MAX_DAYS, add_days, check_time
+from cps_engine.limits import MAX_DAYS
 from cps_engine.models import iter_events
+from cps_engine.textio import CsvWriter
 
 __all__ = ["ledger_app", "open_ledger", "parse_when"]
 
@@ -71,44 +89,9 @@ def database_errors(db: str) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def parse_when(text: str, *, end_of_day: bool = False, tz: str = "Z", field: str = "--as-of") -> datetime:
-    """``2026-03-31`` (midnight in ``tz``; with ``end_of_day`` the next midnight) or a full ISO time,
-    within the supported range (:mod:`cps_engine.limits`); a typed error naming ``field`` otherwise.
-
-    >>> parse_when("2026-03-31", end_of_day=True).isoformat()
-    '2026-04-01T00:00:00+00:00'
-    >>> parse_when("2026-03-01T08:00:00+08:00").isoformat()
-    '2026-03-01T08:00:00+08:00'
-    >>> parse_when("9999-12-31", end_of_day=True, field="--to")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    cps_engine.errors.ValueOutOfRange: field '--to': time 9999-12-31T00:00:00+00:00 is outside the supported range ...
-    """
-    try:
-        zone = UTC if tz in ("Z", "UTC") else datetime.fromisoformat(f"2000-01-01T00:00:00{tz}").tzinfo
-    except ValueError:
-        raise InvalidInput(f"time zone {tz!r} is not Z, UTC or an offset such as +08:00", field="--tz") from None
-    if not isinstance(zone, timezone):
-        raise InvalidInput(f"time zone {tz!r} is not Z, UTC or an offset such as +08:00", field="--tz")
-    text = text.strip()
-    try:
-        if len(text) == 10:
-            when = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
-        else:
-            when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=zone)
-    except ValueError:
-        raise InvalidInput(f"{text[:80]!r} is not a date (2026-03-31) or an ISO-8601 time", field=field) from None
-    except OverflowError:
-        raise ValueOutOfRange(f"{text[:80]!r} is outside the supported range of times", field=field) from None
-    check_time(when, field=field)
-    return add_days(when, 1, field=field) if end_of_day and len(text) == 10 else when
-
-
 @ledger_app.command("record")
 def record_cmd(
-    events: Annotated[Path, typer.Argument(help="events, JSON Lines")],
+    events: Annotated[Path, typer.Argument(help="events, JSON Lines ('-': standard input)")],
     db: DbOpt,
     policy: Annotated[Path | None, typer.Option("--policy", help="policy config (TOML/JSON); required "
                                                 "for a new ledger, a different one adds a policy version")] = None,
@@ -116,7 +99,7 @@ def record_cmd(
                                                   help="days before commission is available")] = None,
     min_payout: Annotated[list[str] | None, typer.Option("--min-payout", help="e.g. '10.00 CNY'")] = None,
     payout_fee: Annotated[list[str] | None, typer.Option("--payout-fee", help="'1%' or '2.00 CNY'")] = None,
-    binding: Annotated[str | None, typer.Option("--binding", help="binding mode (new ledger only)")] = None,
+    binding: Annotated[str | None, choice("--binding", BINDING_MODES, "binding mode (new ledger only)")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="events per transaction")] = 1000,
     horizon: Annotated[int, typer.Option("--horizon-days", min=0, max=MAX_DAYS,
                                          help="refuse events dated more than this after the latest event")]
@@ -141,7 +124,7 @@ def record_cmd(
                           f"{t.config_hash[:12]}…, hold {t.rules.hold_days} days) take effect from "
                           f"{iso_us(t.effective_us)}: events dated from then on use them, earlier ones keep theirs",
                           highlight=False, soft_wrap=True)
-            evs = list(iter_events(events))  # every line parsed before the first commit
+            evs = list(iter_events(events_source(events)))  # every line parsed before the first commit
             problems = led.preflight(evs)
             if problems:
                 shown = "\n".join(f"  - {p}" for p in problems[:20])
@@ -183,19 +166,21 @@ def record_cmd(
                    f"(see `cps-engine ledger parked --db {safe(db)}`)", highlight=False)
 
 
+BALANCE_COLUMNS = ("payee", "currency", "pending", "available", "paid", "fee")
+
+
 @ledger_app.command("balance")
 def balance_cmd(
     db: DbOpt,
     payee: Annotated[str | None, typer.Option("--payee", help="one payee")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO time (default: now)")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="date or ISO time (default: now (UTC), the wall clock of this machine)")] = None,
+    fmt: Annotated[str, format_option(TABLE_JSON_CSV, "table | json | csv (formula cells neutralised)")] = "table",
     prefix: PrefixOpt = "cps_",
 ) -> None:
-    """Pending, available and paid balances per payee and currency (JSON: decimal strings)."""
-    if fmt not in ("table", "json"):
-        fail("--format must be table or json")
+    """Pending, available and paid balances per payee and currency (JSON, CSV: decimal strings)."""
+    when = time_option(as_of, "--as-of") if as_of else datetime.now(UTC)
     with bad_input_exits(ValueError), database_errors(db):
-        when = parse_when(as_of) if as_of else None
         led = open_ledger(db, prefix=prefix)
         try:
             rows = led.balances(payee, as_of=when)
@@ -204,12 +189,20 @@ def balance_cmd(
         if fmt == "json":
             write_stdout("".join(json.dumps(b.as_json(), sort_keys=True, ensure_ascii=False) + "\n" for b in rows))
             return
-    table = Table(title=f"Balances as of {when.isoformat() if when else 'now'}")
-    for col in ("payee", "currency", "pending", "available", "paid", "fee"):
+        if fmt == "csv":
+            with output_file(None) as out:
+                writer = CsvWriter(out, fieldnames=BALANCE_COLUMNS)
+                writer.writeheader()
+                for b in rows:
+                    j = b.as_json()
+                    writer.writerow({k: j[k] for k in BALANCE_COLUMNS})
+            return
+    table = Table(title=f"Balances as of {when.isoformat()}{'' if as_of else ' (now, UTC)'}")
+    for col in BALANCE_COLUMNS:
         table.add_column(col, justify="left" if col in ("payee", "currency") else "right")
     for b in rows:
         j = b.as_json()
-        table.add_row(*(cell(j[k]) for k in ("payee", "currency", "pending", "available", "paid", "fee")))
+        table.add_row(*(cell(j[k]) for k in BALANCE_COLUMNS))
     console().print(table)
 
 
@@ -219,7 +212,7 @@ def statement_cmd(
     payee: Annotated[str, typer.Option("--payee", help="the payee")],
     start: Annotated[str, typer.Option("--from", help="first day (or ISO time), inclusive")],
     end: Annotated[str, typer.Option("--to", help="last day (inclusive) or ISO time (exclusive)")],
-    fmt: Annotated[str, typer.Option("--format", help="csv | json")] = "csv",
+    fmt: Annotated[str, format_option(CSV_JSON)] = "csv",
     tz: Annotated[str, typer.Option("--tz", help="zone of plain dates, e.g. +08:00")] = "Z",
     key_file: KeyOpt = None,
     prefix: PrefixOpt = "cps_",
@@ -228,10 +221,8 @@ def statement_cmd(
 
     The ledger is verified first (chain, payloads, replay): a ledger that does not verify gets no
     statement (exit 1), since its figures may not be what was posted."""
-    if fmt not in ("csv", "json"):
-        fail("--format must be csv or json")
+    begin, until = time_option(start, "--from", tz=tz), time_option(end, "--to", end_of_day=True, tz=tz)
     with bad_input_exits(ValueError), database_errors(db):
-        begin, until = parse_when(start, tz=tz, field="--from"), parse_when(end, end_of_day=True, tz=tz, field="--to")
         led = open_ledger(db, prefix=prefix, chain_key=read_key(key_file))
         try:
             check_before_statement(led)

@@ -21,6 +21,7 @@ from cps_engine.cli_common import (
     cell,
     console,
     err,
+    events_source,
     fail,
     output_file,
     safe,
@@ -106,7 +107,7 @@ def render(comparison: Comparison, *, top: int = 5) -> list[Table]:
 
 
 def whatif(
-    events: Annotated[Path, typer.Option("--events", help="events, JSON Lines")],
+    events: Annotated[Path, typer.Option("--events", help="events, JSON Lines ('-': standard input)")],
     policy: Annotated[list[Path], typer.Option("--policy", help="policy config, TOML or JSON (repeat)")],
     plot: Annotated[Path | None, typer.Option("--plot", help="write the 2×2 figure here (png, svg, pdf)")] = None,
     top: Annotated[int, typer.Option("--top", help="winners and losers to list")] = 5,
@@ -114,17 +115,20 @@ def whatif(
     expire_days: ExpireOpt = None,
 ) -> None:
     """Compare policies on one history: cost, who earns what, depth, compliance indicators."""
+    from cps_engine.models import load_events
     from cps_engine.policies import load_policy
-    from cps_engine.whatif import compare
 
     if not policy:
         fail("give at least one --policy")
     config = binding_config(binding, expire_days)
     with bad_input_exits():
+        from cps_engine.whatif import compare
+
         policies = [load_policy(p) for p in policy]
-        comparison = compare(events, policies, binding=config)
+        comparison = compare(load_events(events_source(events)), policies, binding=config)
+        tables = render(comparison, top=top)
     out = console()
-    for table in render(comparison, top=top):
+    for table in tables:
         out.print(table)
     out.print(f"[dim]{DISCLAIMER}[/]")
     if plot is not None:

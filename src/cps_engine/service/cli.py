@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cps_engine.cli_common import bad_input_exits, err, fail, output_file, safe, write_stdout
+from cps_engine.cli_common import bad_input_exits, err, fail, missing_extra, output_file, safe, write_stdout
 from cps_engine.limits import MAX_DAYS
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ DbOpt = Annotated[str, typer.Option("--db", help="SQLAlchemy URL (postgresql+psy
 def _admin(db: str) -> Admin:
     try:
         from cps_engine.service.store import Admin, make_engine
-    except ImportError as exc:  # pragma: no cover - the extra is missing
-        fail(f"the service needs its extra: pip install 'cps-engine[service]' ({exc})")
+    except ImportError as exc:  # the extra is missing: one sentence naming it
+        fail(missing_extra(exc) or f"the service needs its extra: pip install 'cps-engine[service]' ({exc})")
     return Admin(make_engine(db))
 
 
@@ -71,8 +71,8 @@ def serve(
         fail("--db is required to run the service")
     try:
         import uvicorn
-    except ImportError as exc:  # pragma: no cover - the extra is missing
-        fail(f"the service needs its extra: pip install 'cps-engine[service]' ({exc})")
+    except ImportError as exc:  # the extra is missing: one sentence naming it
+        fail(missing_extra(exc) or f"the service needs its extra: pip install 'cps-engine[service]' ({exc})")
     with bad_input_exits(ValueError):
         _admin(db)  # create the service tables before the workers start
     os.environ["CPS_SERVICE_DB"] = db
@@ -196,7 +196,7 @@ def deliver_cmd(db: DbOpt, timeout: Annotated[float, typer.Option("--timeout", h
 @serve_app.command("openapi")
 def openapi_cmd(out: Annotated[Path | None, typer.Option("-o", "--output")] = None) -> None:
     """Write the OpenAPI document (docs/openapi.json is this, checked in)."""
-    from cps_engine.service.app import openapi_document
-
+    with bad_input_exits():
+        from cps_engine.service.app import openapi_document
     with bad_input_exits(), output_file(out) as fh:
         fh.write(json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
