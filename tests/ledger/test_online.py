@@ -146,3 +146,25 @@ def test_record_many_can_return_every_recorded_in_input_order(make_ledger: MakeL
         ("s1", "applied"), ("o1", "applied"), ("s1", "duplicate"), ("o2", "parked")]
     assert [(ln.payee, str(ln.amount)) for ln in summary.recorded[1].lines] == [("amy", "10.00 CNY")]
     assert led.record_many(evs[:1]).recorded == []  # off by default: nothing kept for a large file
+
+
+def test_a_share_parked_here_and_released_by_another_writer_is_in_this_writers_graph(
+        make_ledger: MakeLedger) -> None:
+    """Two writers (two processes: two engines, two graphs) on one database.  Writer 1 parks re-share
+    s2 (its parent s1 has not arrived); writer 2 records s1, which releases s2 there without writing a
+    row for the release.  Writer 1's catch-up reads s1's row and must place s2 too, else an order
+    through s2 recorded by writer 1 waits forever (found by the concurrent-writers test)."""
+    led = make_ledger(POLICY, hold_days=0)
+    engine = led._engine
+    assert engine is not None
+    led.record(share("s0", "zoe"))  # both writers have seen the start of the log
+    other = Ledger(sa.create_engine(engine.url), prefix=led.tables.prefix)
+    try:
+        assert other.record(share("s0", "zoe")).outcome is Outcome.DUPLICATE
+        assert led.record(share("s2", "bob", "s1", 2)).outcome is Outcome.PARKED
+        assert other.record(share("s1", "amy", None, 1)).released == (("share", "s2"),)
+    finally:
+        other.close()
+        other._engine.dispose()  # type: ignore[union-attr]
+    r = led.record(order("o1", "s2", "100.00", 3, buyer="zed"))
+    assert r.outcome is Outcome.APPLIED and [ln.payee for ln in r.lines] == ["bob", "amy"]

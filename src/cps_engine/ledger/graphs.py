@@ -72,10 +72,21 @@ class LedgerGraph:
         return None
 
     def add_share(self, ev: ShareEvent) -> None:
+        """Place ``ev`` (the planner's path: re-shares parked behind it are released by the ledger's
+        cascade in the same transaction, so they are not kept waiting here)."""
         self.graph.add_share(ev)
+        self._waiting.pop(ev.id, None)
 
     def refuse_share(self, ev: ShareEvent, reason: str) -> None:
         self.refused_shares[ev.id] = reason
+        self._waiting.pop(ev.id, None)
+
+    def wait_for_parent(self, ev: ShareEvent) -> None:
+        """``ev`` was stored parked, waiting for its parent: if another writer (another process) records
+        the parent and releases ``ev`` there, the catch-up that reads the parent's row places ``ev``
+        here too (the release writes no row of its own)."""
+        if ev.parent is not None:
+            self._waiting.setdefault(ev.parent, []).append(ev)
 
     # ------------------------------------------------------------------ binds
     def add_bind(self, ev: BindEvent) -> Refused | None:
@@ -96,11 +107,12 @@ class LedgerGraph:
         if isinstance(problem, Missing):  # recorded before its parent; placed when the parent is
             self._waiting.setdefault(problem.waits_for[len("share:"):], []).append(ev)
             return
+        children = self._waiting.pop(ev.id, [])
         if isinstance(problem, Refused):
-            self.refuse_share(ev, problem.reason)
+            self.refused_shares[ev.id] = problem.reason
         else:
-            self.add_share(ev)
-        for child in self._waiting.pop(ev.id, []):
+            self.graph.add_share(ev)
+        for child in children:
             self.catch_up(child)
 
     # ------------------------------------------------------------------ chains

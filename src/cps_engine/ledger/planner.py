@@ -205,6 +205,9 @@ class Planner:
                 tx.cache_touched = True
                 released = self._cascade(tx, [f"share:{ev.id}"])
                 return Recorded(ev.type, ev.id, Outcome.REJECTED, plan.reason, tuple(released))
+            if isinstance(ev, ShareEvent):  # parked behind its parent: another writer may release it
+                self.graph.wait_for_parent(ev)
+                tx.cache_touched = True
             return Recorded(ev.type, ev.id, Outcome.PARKED if plan.waits_for else Outcome.REJECTED, plan.reason)
         mark = len(tx.legs)
         keys = self._apply(tx, seq, ev, plan)
