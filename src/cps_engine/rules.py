@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
@@ -206,19 +206,54 @@ THRESHOLDS: Final[dict[str, ThresholdInfo]] = {
 }
 
 
-def _percent(x: Fraction) -> str:
-    """``20%`` when a whole percentage, else the exact rate (``1/3``, ``0.005``)."""
+def percent_text(x: Fraction) -> str:
+    """``20%`` when a whole percentage, else the exact rate (``1/3``, ``0.005``).
+
+    >>> percent_text(Fraction(1, 5)), percent_text(Fraction(1, 3))
+    ('20%', '1/3')
+    """
     return f"{x * 100}%" if (x * 100).denominator == 1 else format_rate(x)
 
 
-class Thresholds(BaseModel):
+class ThresholdSet(BaseModel):
+    """A set of named thresholds a report is held to: validated by name from a mapping or from the
+    CLI's ``NAME=VALUE`` options (the compliance and the abuse reports share this)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Self:
+        """Validate a mapping; a bad value raises :class:`~cps_engine.errors.InvalidInput` naming the field."""
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            raise InvalidInput(f"unknown threshold {unknown[0]!r} (known: {', '.join(cls.model_fields)})",
+                               field=unknown[0])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            cause = (err.get("ctx") or {}).get("error")
+            msg = cause.message if isinstance(cause, CpsError) else err["msg"].removeprefix("Value error, ")
+            raise InvalidInput(msg, field=field) from None
+
+    def replace(self, options: list[str]) -> Self:
+        """These thresholds with ``name=value`` strings applied (the CLI's ``--threshold``)."""
+        data: dict[str, Any] = self.model_dump()
+        for opt in options:
+            name, sep, value = opt.partition("=")
+            if not sep:
+                raise InvalidInput(f"--threshold {opt!r}: expected NAME=VALUE", field=name.strip() or None)
+            data[name.strip()] = value.strip()  # counts are validated as ints, shares as exact rates
+        return type(self).parse(data)
+
+
+class Thresholds(ThresholdSet):
     """Materiality thresholds of the compliance report (shares are exact: ``"20%"``, ``"1/5"``).
 
     Load from a TOML or JSON file of ``name = value`` pairs (:meth:`load`) or from ``name=value``
     strings (:meth:`parse_options`); every field is documented in :data:`THRESHOLDS`.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_paid_levels: int = Field(default=2, ge=1)
     max_binding_distance: int = Field(default=2, ge=1)
@@ -243,22 +278,6 @@ class Thresholds(BaseModel):
     downline_warn: Share = Fraction(1, 2)
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> Thresholds:
-        """Validate a mapping; a bad value raises :class:`~cps_engine.errors.InvalidInput` naming the field."""
-        unknown = sorted(set(data) - set(cls.model_fields))
-        if unknown:
-            raise InvalidInput(f"unknown threshold {unknown[0]!r} (known: {', '.join(cls.model_fields)})",
-                              field=unknown[0])
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or None
-            cause = (err.get("ctx") or {}).get("error")
-            msg = cause.message if isinstance(cause, CpsError) else err["msg"].removeprefix("Value error, ")
-            raise InvalidInput(msg, field=field) from None
-
-    @classmethod
     def load(cls, path: str | Path) -> Thresholds:
         """From a TOML file, or JSON when the name ends in ``.json``."""
         p = Path(path)
@@ -272,21 +291,11 @@ class Thresholds(BaseModel):
             raise InvalidInput(f"{p}: expected a table of name = value")
         return cls.parse(data)
 
-    def replace(self, options: list[str]) -> Thresholds:
-        """These thresholds with ``name=value`` strings applied (the CLI's ``--threshold``)."""
-        data: dict[str, Any] = self.model_dump()
-        for opt in options:
-            name, sep, value = opt.partition("=")
-            if not sep:
-                raise InvalidInput(f"--threshold {opt!r}: expected NAME=VALUE", field=name.strip() or None)
-            data[name.strip()] = value.strip()  # counts are validated as ints, shares as exact rates
-        return type(self).parse(data)
-
     def as_rows(self) -> list[dict[str, str]]:
         """Each threshold with its value (as text), rule, meaning and source, for the report."""
         out = []
         for name, info in THRESHOLDS.items():
             value = getattr(self, name)
-            out.append({"name": name, "value": _percent(value) if isinstance(value, Fraction) else str(value),
+            out.append({"name": name, "value": percent_text(value) if isinstance(value, Fraction) else str(value),
                         "rule": info.rule, "meaning": info.meaning, "source": info.source})
         return out

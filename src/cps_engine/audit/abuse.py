@@ -46,15 +46,14 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from cps_engine.engine import Settlement, compute_events, orders_by_id, refunds_by_order
-from cps_engine.errors import CpsError, InvalidInput
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.models import BindEvent, Event, OrderEvent, PayoutEvent, RefundEvent, RoleEvent, ShareEvent
-from cps_engine.money import Money, format_rate
+from cps_engine.money import Money
 from cps_engine.policies.base import PolicyConfig
-from cps_engine.rules import Share
+from cps_engine.rules import Share, ThresholdSet, percent_text
 
 __all__ = ["AbuseFinding", "AbuseReport", "AbuseThresholds", "Signal", "abuse_report"]
 
@@ -70,54 +69,21 @@ THRESHOLD_MEANING = {
 }
 
 
-class AbuseThresholds(BaseModel):
+class AbuseThresholds(ThresholdSet):
     """Thresholds of the abuse report (shares are exact: ``"30%"``, ``"3/10"``); see ``docs/abuse.md``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     ring_max_length: int = Field(default=6, ge=2)
     self_dealing_min_orders: int = Field(default=1, ge=1)
     refund_ratio: Share = Fraction(3, 10)
     burst_min_shares: int = Field(default=5, ge=1)
 
-    @classmethod
-    def parse(cls, data: dict[str, Any]) -> AbuseThresholds:
-        """Validate a mapping; a bad value raises :class:`~cps_engine.errors.InvalidInput` naming the field."""
-        unknown = sorted(set(data) - set(cls.model_fields))
-        if unknown:
-            raise InvalidInput(f"unknown threshold {unknown[0]!r} (known: {', '.join(cls.model_fields)})",
-                               field=unknown[0])
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            name = ".".join(str(p) for p in err["loc"]) or None
-            cause = (err.get("ctx") or {}).get("error")
-            msg = cause.message if isinstance(cause, CpsError) else err["msg"].removeprefix("Value error, ")
-            raise InvalidInput(msg, field=name) from None
-
-    def replace(self, options: list[str]) -> AbuseThresholds:
-        """These thresholds with ``name=value`` strings applied (the CLI's ``--threshold``)."""
-        data: dict[str, Any] = self.model_dump()
-        for opt in options:
-            name, sep, value = opt.partition("=")
-            if not sep:
-                raise InvalidInput(f"--threshold {opt!r}: expected NAME=VALUE", field=name.strip() or None)
-            data[name.strip()] = value.strip()
-        return type(self).parse(data)
-
     def as_rows(self) -> list[dict[str, str]]:
         out = []
         for name in type(self).model_fields:
             value = getattr(self, name)
-            text = _percent(value) if isinstance(value, Fraction) else str(value)
+            text = percent_text(value) if isinstance(value, Fraction) else str(value)
             out.append({"name": name, "value": text, "meaning": THRESHOLD_MEANING[name]})
         return out
-
-
-def _percent(x: Fraction) -> str:
-    """``50%`` when a whole percentage, else the exact rate (``1/3``, ``0.005``)."""
-    return f"{x * 100}%" if (x * 100).denominator == 1 else format_rate(x)
 
 
 def _money_text(values: dict[str, int]) -> dict[str, str]:
@@ -317,7 +283,7 @@ def _refund_after_payout(evs: list[Event], settlements: dict[str, Settlement], o
         oids, ids = evidence[(cur, payee)]
         out.append(AbuseFinding(
             "refund_after_payout", f"refund_after_payout:{payee}:{cur}", (payee,), tuple(sorted(oids)),
-            tuple(sorted(ids)), {cur: amount}, f"{_percent(ratio)} of {Money(gross[(cur, payee)], cur)}",
+            tuple(sorted(ids)), {cur: amount}, f"{percent_text(ratio)} of {Money(gross[(cur, payee)], cur)}",
             f"payee {payee}: {Money(amount, cur)} clawed back after a payout",
             "for each refund, the drop in the payee's commission on its order, counted when the payee had a "
             "payout (same currency) at or after the order and before the refund; over the payee's commission "
