@@ -383,3 +383,44 @@ def missing_extra(exc: ImportError) -> str | None:
     if extra is None:
         return None
     return f"{top} is not installed: install the {extra} extra: pip install 'cps-engine[{extra}]'"
+
+
+class Steps:
+    """What a long command reports as it goes: ``advance(n)`` after each piece of work, ``stage(name)``
+    when the kind of work changes.  A no-op unless standard error is a terminal (so pipes, CI logs
+    and tests see nothing)."""
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self._bar = bar
+        self._task = task
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more units of work done."""
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        """Start a new stage called ``name`` with ``total`` units of work (``None``: unknown)."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=safe(name), total=total, completed=0)
+
+
+@contextmanager
+def progress(what: str, total: int | None = None, *, err: Console | None = None,
+             threshold: int = 0) -> Iterator[Steps]:
+    """A progress bar on standard error for a long command: ``with progress("reading", n) as p:
+    ... p.advance(k)``.  Shown only on a terminal and only when ``total`` is unknown or at least
+    ``threshold``; transient (it leaves no trace in the terminal once done).
+
+    >>> with progress("computing", 3) as p:
+    ...     p.advance(3)
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = err if err is not None else console(stderr=True)
+    if not err.is_terminal or (total is not None and total < threshold):
+        yield Steps(None, None)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        yield Steps(bar, bar.add_task(safe(what), total=total))
