@@ -19,7 +19,7 @@ needed but unknown, rounding up past the base, and plugin policies without a pla
 ...   '{"type":"share","id":"s2","sharer":"bob","parent":"s1","at":"2026-03-01T11:00:00+08:00"}',
 ...   '{"type":"order","id":"o1","buyer":"cat","share":"s2","amount":"199.99","currency":"CNY",'
 ...   '"shipping":"10.00","at":"2026-03-01T12:00:00+08:00"}'])
->>> lines = compute_batch(evs, None, load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%"]}))
+>>> lines = compute_batch(evs, load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%"]}))
 >>> lines[["order", "payee", "level", "amount_minor", "currency", "rate"]].values.tolist()
 [['o1', 'bob', 1, 1899, 'CNY', '0.1'], ['o1', 'amy', 2, 949, 'CNY', '0.05']]
 
@@ -32,7 +32,7 @@ for the columns), with the graph built once — for millions of shares use
 >>> g = ShareGraph.from_columns(["s1", "s2"], ["amy", "bob"], [None, "s1"])
 >>> orders = pd.DataFrame({"id": ["o1", "o2"], "buyer": ["cat", "dan"], "share": ["s2", None],
 ...                        "amount_minor": [10000, 5000], "currency": ["CNY", "CNY"]})
->>> compute_batch(orders, g, load_policy({"kind": "first_sharer", "rate": "10%"}))[
+>>> compute_batch(orders, load_policy({"kind": "first_sharer", "rate": "10%"}), graph=g)[
 ...     ["order", "payee", "level", "amount_minor"]].values.tolist()
 [['o1', 'amy', 2, 1000]]
 
@@ -48,7 +48,7 @@ gives the single-process index).  To run on a real cluster, connect a client bef
     import dask.dataframe as dd
     client = Client("tcp://scheduler.example:8786")     # or a dask-jobqueue / Kubernetes cluster
     orders = dd.read_parquet("s3://bucket/orders/")      # columns as for a pandas frame
-    lines = compute_batch(orders, graph, policy)          # lazy; graph broadcast once
+    lines = compute_batch(orders, policy, graph=graph)    # lazy; graph broadcast once
     lines.to_parquet("s3://bucket/commissions/")         # or lines.compute() when it fits
 
 Every worker needs the same ``cps_engine`` version (``pip install cps-engine[dask]`` in the worker
@@ -59,6 +59,7 @@ an optional extra: nothing here imports it unless a dask frame is passed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, overload
@@ -120,19 +121,35 @@ def _frame(cols: OrderColumns, res: Result, policy: PolicyConfig) -> pd.DataFram
     return frame
 
 
+_DEPRECATED_ORDER = "compute_batch(orders, graph, policy) is deprecated: use compute_batch(orders, policy, graph=graph)"
+
+
 @overload
-def compute_batch(orders: dd.DataFrame, graph: ShareGraph | None,  # type: ignore[overload-overlap]
+def compute_batch(orders: dd.DataFrame, policy: PolicyLike, *,  # type: ignore[overload-overlap]
+                  graph: ShareGraph | None = None, refunds: object = None,
+                  binding: BindingConfig | BindingMode | str = ..., provenance: bool = ...) -> dd.DataFrame: ...
+
+
+@overload
+def compute_batch(orders: object, policy: PolicyLike, *, graph: ShareGraph | None = None,
+                  refunds: object = None, binding: BindingConfig | BindingMode | str = ...,
+                  provenance: bool = ...) -> pd.DataFrame: ...
+
+
+# Deprecated (one release): the old argument order ``(orders, graph, policy)``.
+@overload
+def compute_batch(orders: dd.DataFrame, graph: ShareGraph | None, /,  # type: ignore[overload-overlap]
                   policy: PolicyLike, *, refunds: object = None,
                   binding: BindingConfig | BindingMode | str = ..., provenance: bool = ...) -> dd.DataFrame: ...
 
 
 @overload
-def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, *,
+def compute_batch(orders: object, graph: ShareGraph | None, /, policy: PolicyLike, *,
                   refunds: object = None, binding: BindingConfig | BindingMode | str = ...,
                   provenance: bool = ...) -> pd.DataFrame: ...
 
 
-def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, *,
+def compute_batch(orders: object, *args: Any, policy: PolicyLike | None = None, graph: ShareGraph | None = None,
                   refunds: object = None,
                   binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
                   provenance: bool = False) -> Any:
@@ -140,9 +157,10 @@ def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, 
 
     ``orders``: a pandas or polars DataFrame, an Arrow table, or an iterable of events (then the
     history's refunds apply and orders come out sorted by time and id, like ``compute_events``);
-    a dask DataFrame gives a lazy dask DataFrame.  ``graph``: the :class:`ShareGraph` (built from
-    the events, with ``binding``, when None).  ``refunds``: mapping ``order id -> refunded minor
-    units``, refund events, or a frame with ``order`` and ``amount_minor`` columns.
+    a dask DataFrame gives a lazy dask DataFrame.  ``policy``: a policy config, mapping or file.
+    ``graph`` (keyword): the :class:`ShareGraph` (built from the events, with ``binding``, when
+    None).  ``refunds``: mapping ``order id -> refunded minor units``, refund events, or a frame
+    with ``order`` and ``amount_minor`` columns.
 
     Columns: ``order``, ``payee``, ``level``, ``amount_minor`` (int64), ``currency``, ``rate``
     (exact text, e.g. ``'0.1'`` or ``'1/3'``) and ``base_minor`` (the net commissionable base the
@@ -151,15 +169,21 @@ def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, 
     ``provenance=True`` adds ``rule`` and ``path`` (the share/bind/order ids read, nearest first,
     joined by ``/``), as :meth:`CommissionLine.as_row <cps_engine.engine.CommissionLine.as_row>` gives them.
 
+    The old argument order ``compute_batch(orders, graph, policy)`` still works for one release,
+    with a :class:`DeprecationWarning`.
+
     >>> from cps_engine.models import load_events
     >>> evs = load_events(['{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00Z"}',
     ...     '{"type":"order","id":"o1","buyer":"bo","share":"s1","amount":"10.00","currency":"CNY",'
     ...     '"at":"2026-03-01T11:00:00Z"}',
     ...     '{"type":"refund","id":"r1","order":"o1","amount":"4.00","at":"2026-03-02T11:00:00Z"}'])
-    >>> compute_batch(evs, None, {"kind": "last_sharer", "rate": "10%"})["amount_minor"].tolist()
+    >>> compute_batch(evs, {"kind": "last_sharer", "rate": "10%"})["amount_minor"].tolist()
     [60]
     """
-    pol = load_policy(policy)
+    chosen, graph, old = _arguments(args, policy, graph)
+    if old:
+        warnings.warn(_DEPRECATED_ORDER, DeprecationWarning, stacklevel=2)
+    pol = load_policy(chosen)
     if is_dask_frame(orders):
         if graph is None:
             raise TypeError("a dask DataFrame of orders needs the ShareGraph")
@@ -176,6 +200,29 @@ def compute_batch(orders: object, graph: ShareGraph | None, policy: PolicyLike, 
     cols = order_columns(orders, refunds)
     return _frame(cols, run(cols, graph, pol, provenance=provenance), pol)
 
+
+def _arguments(args: tuple[Any, ...], policy: PolicyLike | None, graph: ShareGraph | None
+               ) -> tuple[PolicyLike, ShareGraph | None, bool]:
+    """The policy and graph of a :func:`compute_batch` call, and whether it used the deprecated
+    order ``(orders, graph, policy)`` (a third positional argument, or a second one with ``policy=``)."""
+    if len(args) > 2:
+        raise TypeError(f"compute_batch takes at most 3 positional arguments ({len(args) + 1} given)")
+    old = len(args) == 2 or (len(args) == 1 and policy is not None)
+    if old:
+        if graph is not None:
+            raise TypeError("compute_batch got the graph twice (positionally and as graph=)")
+        graph = args[0]
+        chosen = args[1] if len(args) == 2 else policy
+    else:
+        chosen = args[0] if args else policy
+    if graph is not None and not isinstance(graph, ShareGraph):
+        raise TypeError(f"graph must be a ShareGraph or None, not {type(graph).__name__}")
+    if chosen is None:
+        raise TypeError("compute_batch needs a policy: compute_batch(orders, policy, graph=graph)")
+    if isinstance(chosen, ShareGraph):
+        raise TypeError("the policy comes second and the graph is the keyword graph=: "
+                        "compute_batch(orders, policy, graph=graph)")
+    return cast("PolicyLike", chosen), graph, old
 
 def orders_frame(events: Iterable[Event]) -> pd.DataFrame:
     """The orders of an event history as a DataFrame that :func:`compute_batch` reads: ``id``,

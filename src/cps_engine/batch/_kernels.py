@@ -607,7 +607,7 @@ def _per_order(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, rows
     for i in rows.tolist():
         order = cols.event(i)
         try:
-            s = compute(order, graph, policy, refunded=int(cols.refunded[i]))
+            s = compute(order, policy, graph=graph, refunded=int(cols.refunded[i]))
         except CpsError as exc:
             raise exc.located(record=order.id) from None
         for line in s.lines:
