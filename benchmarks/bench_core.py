@@ -213,7 +213,7 @@ def time_compute(graph: ShareGraph, policy: PolicyConfig, orders: Sequence[Order
                  out: np.ndarray, at: int) -> None:
     for k, o in enumerate(orders):
         t0 = now_ns()
-        compute(o, graph, policy)
+        compute(o, policy, graph=graph)
         out[at + k] = now_ns() - t0
 
 

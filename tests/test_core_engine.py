@@ -210,8 +210,8 @@ def test_same_input_same_output_and_event_order_does_not_matter(prog: Programme,
     graph = ShareGraph.from_events(shuffled)
     by_id = {o.id: o for o in prog.orders}
     for s in first:
-        assert compute(by_id[s.order], graph, policy, refunded=refunded(prog.events, by_id[s.order])) == s
-    assert compute_events(shuffled, policy, graph) == first
+        assert compute(by_id[s.order], policy, graph=graph, refunded=refunded(prog.events, by_id[s.order])) == s
+    assert compute_events(shuffled, policy, graph=graph) == first
 
 
 # ------------------------------------------------------------------ refunds
@@ -229,7 +229,7 @@ def test_full_refund_rebases_to_nothing(prog: Programme, config: dict[str, Any])
             assert zero.lines == () and zero.base.minor == 0 and zero.merchant_net.minor == 0
             assert zero.awards == s.awards  # the rate snapshot is kept
         assert s.rebase(0) == s
-        assert compute(order, graph, policy, refunded=order.amount_minor).lines == ()
+        assert compute(order, policy, graph=graph, refunded=order.amount_minor).lines == ()
 
 
 @given(programmes(refunds=False, currencies=CURRENCIES), policy_configs(fixed=False), st.data())
@@ -255,8 +255,8 @@ def test_refund_result_does_not_depend_on_how_refunds_were_split(prog: Programme
     assert a == b
     s = next(s for s in a if s.order == order.id)
     graph = ShareGraph.from_events(prog.events)
-    fresh = compute(order, graph, policy)
-    assert s == fresh.rebase(total) == compute(order, graph, policy, refunded=total)
+    fresh = compute(order, policy, graph=graph)
+    assert s == fresh.rebase(total) == compute(order, policy, graph=graph, refunded=total)
     # a full refund (without amount) equals refunding every unit, and leaves nothing
     full = compute_events([*prog.events, refund("r_full", None)], policy)
     assert next(t for t in full if t.order == order.id).lines == ()

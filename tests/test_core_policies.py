@@ -101,7 +101,7 @@ def test_capped_multilevel_scales_proportionally_above_the_cap() -> None:
     policy = load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%", "2%"], "cap": "12%"})
     assert pay(policy, order()) == [("o1", "dan", 1, "7.05 CNY"), ("o1", "cat", 2, "3.52 CNY"),
                                     ("o1", "bob", 3, "1.41 CNY")]
-    s = compute(order(), ShareGraph.from_events(LINE4), policy)
+    s = compute(order(), policy, graph=ShareGraph.from_events(LINE4))
     assert [a.rate for a in s.awards] == [Fraction(6, 85), Fraction(3, 85), Fraction(6, 425)]
     assert sum(a.rate for a in s.awards) == Fraction(12, 100)
     assert all("scaled to cap" in a.rule for a in s.awards)
@@ -224,7 +224,7 @@ def test_ineligible_stop_ends_the_chain_at_the_first_ineligible_person(policy: d
 
 def test_programmatic_eligibility() -> None:
     policy = FirstSharer(rate="10%", eligible=lambda p: p != "amy")
-    s = compute(order(), ShareGraph.from_events(LINE4), policy)
+    s = compute(order(), policy, graph=ShareGraph.from_events(LINE4))
     assert [(ln.payee, ln.level) for ln in s.lines] == [("bob", 3)]
     assert "eligible" not in policy.to_dict()
 
@@ -248,7 +248,7 @@ def test_rate_precedence_payee_over_product_over_category_over_default() -> None
                               "payee_rates": {"cat": "1%"}}
     o = order(lines=LINES)
     assert pay(policy, o) == [("o1", "dan", 1, "9.00 CNY"), ("o1", "cat", 2, "1.00 CNY")]
-    s = compute(o, ShareGraph.from_events(LINE4), load_policy(policy))
+    s = compute(o, load_policy(policy), graph=ShareGraph.from_events(LINE4))
     assert s.lines[0].provenance.rule == "category rate+default rate+product rate"
     assert s.lines[1].provenance.rule == "payee rate" and s.lines[0].rate == Fraction(9, 100)
     del policy["payee_rates"]
@@ -299,7 +299,7 @@ def test_commissionable_base(base: dict[str, bool], expected_base: str, line: st
     # 120.00 paid, of which shipping 10.00 and tax 5.00
     o = order(amount="120.00", shipping="10.00", tax="5.00")
     policy = load_policy({"kind": "last_sharer", "rate": "10%", "base": base})
-    s = compute(o, ShareGraph.from_events(LINE4), policy)
+    s = compute(o, policy, graph=ShareGraph.from_events(LINE4))
     assert str(s.base) == expected_base and [str(ln.amount) for ln in s.lines] == [line]
 
 

@@ -54,7 +54,7 @@ def test_entry_point_policy_is_loaded_and_used(fresh_registry: Path) -> None:
     assert "everyone_one_percent" in str(policy_schema())
     events = load_events(Path(__file__).parent.parent / "examples" / "events" / "small.jsonl")
     order = next(e for e in events if e.type == "order")
-    lines = compute(order, ShareGraph.from_events(events), policy).lines
+    lines = compute(order, policy, graph=ShareGraph.from_events(events)).lines
     assert [(ln.payee, ln.level, str(ln.amount)) for ln in lines] == [("bob", 1, "1.89 CNY"), ("amy", 2, "1.89 CNY")]
 
 

@@ -17,24 +17,26 @@ Rules (docs/design.md, "Money"):
 ...   '{"type":"share","id":"s2","sharer":"bob","parent":"s1","at":"2026-03-01T11:00:00+08:00"}',
 ...   '{"type":"order","id":"o1","buyer":"cat","share":"s2","amount":"199.99","currency":"CNY",'
 ...   '"shipping":"10.00","at":"2026-03-01T12:00:00+08:00"}'])
->>> s = compute(evs[2], ShareGraph.from_events(evs), load_policy({"kind": "capped_multilevel",
-...             "rates": ["10%", "5%"]}))
+>>> s = compute(evs[2], {"kind": "capped_multilevel", "rates": ["10%", "5%"]},
+...             graph=ShareGraph.from_events(evs))
 >>> [(l.payee, l.level, str(l.amount)) for l in s.lines], str(s.merchant_net)
 ([('bob', 1, '18.99 CNY'), ('amy', 2, '9.49 CNY')], '161.51 CNY')
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cps_engine.errors import CpsError, DuplicateEvent, InvalidEvent, UnknownReference
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.graph.chains import Chain
-from cps_engine.models import Event, OrderEvent, RefundEvent
+from cps_engine.models import Event, EventsLike, OrderEvent, RefundEvent, as_events
 from cps_engine.money import Money, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import Award, OrderView, PolicyConfig, fast_new
+from cps_engine.policies.registry import PolicyLike, load_policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -192,23 +194,38 @@ def settle(order_id: str, currency: str, base: int, awards: Sequence[Award], pol
                        config_hash, rounding, tuple(awards), base if gross_base is None else gross_base)
 
 
-def compute(order: OrderEvent, chain_or_graph: Chain | ShareGraph, policy: PolicyConfig, *,
-            refunded: int = 0) -> Settlement:
-    """Commission lines for one order under ``policy``.
+def compute(order: OrderEvent, policy: PolicyLike, *legacy: PolicyLike, graph: ShareGraph | None = None,
+            chain: Chain | None = None, refunded: int = 0) -> Settlement:
+    """Commission lines for one order under ``policy`` (a config, a mapping or a policy file).
 
-    ``chain_or_graph`` is the order's :class:`Chain` or the :class:`ShareGraph` to find it in.
+    The order's chain comes from ``graph`` (the :class:`ShareGraph` to find it in) or is given as
+    ``chain``; with neither, the order must have come through no share link (a direct sale).
     ``refunded`` (minor units) computes the lines on the net base, as after refunds.
+
+    The 0.x form ``compute(order, graph_or_chain, policy)`` still works, with a
+    :class:`DeprecationWarning`.
     """
-    if isinstance(chain_or_graph, ShareGraph):
-        chain = chain_or_graph.chain_for(order, self_purchase=policy.self_purchase)
-    else:
-        chain = chain_or_graph
-    base = policy.base.of(order)
+    if legacy:
+        policy, graph, chain = _legacy_compute(policy, legacy)
+    pol = policy if isinstance(policy, PolicyConfig) else load_policy(policy)
+    if chain is None:
+        chain = (graph if graph is not None else ShareGraph()).chain_for(order, self_purchase=pol.self_purchase)
+    base = pol.base.of(order)
     view = OrderView(order, base)
-    awards = policy.awards(chain, view)
-    settlement = settle(order.id, order.currency, base, awards, policy.label, policy.config_hash,
-                        policy.rounding)
+    awards = pol.awards(chain, view)
+    settlement = settle(order.id, order.currency, base, awards, pol.label, pol.config_hash, pol.rounding)
     return settlement.rebase(refunded) if refunded else settlement
+
+
+def _legacy_compute(first: object, rest: tuple[object, ...]) -> tuple[PolicyLike, ShareGraph | None, Chain | None]:
+    """``compute(order, graph_or_chain, policy)``: the 0.x argument order, mapped to the 1.0 one."""
+    if len(rest) != 1 or not isinstance(first, (ShareGraph, Chain)):
+        raise TypeError("compute(order, policy, *, graph=None, chain=None, refunded=0) takes one positional "
+                        "policy after the order")
+    warnings.warn("compute(order, graph, policy) is deprecated: use compute(order, policy, graph=graph) "
+                  "(or chain=chain)", DeprecationWarning, stacklevel=3)
+    policy = cast("PolicyLike", rest[0])
+    return (policy, first, None) if isinstance(first, ShareGraph) else (policy, None, first)
 
 
 def orders_by_id(events: Iterable[Event]) -> dict[str, OrderEvent]:
@@ -246,7 +263,8 @@ def refunds_by_order(events: Iterable[Event], orders: dict[str, OrderEvent]) -> 
     return out
 
 
-def compute_events(events: Iterable[Event], policy: PolicyConfig, graph: ShareGraph | None = None, *,
+def compute_events(events: EventsLike, policy: PolicyLike, *legacy: ShareGraph | None,
+                   graph: ShareGraph | None = None,
                    binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS) -> list[Settlement]:
     """Replay a whole history: every order's settlement on its net base after all its refunds.
 
@@ -262,7 +280,14 @@ def compute_events(events: Iterable[Event], policy: PolicyConfig, graph: ShareGr
     >>> [str(s.total) for s in compute_events(evs, load_policy({"kind": "first_sharer", "rate": "10%"}))]
     ['6.00 CNY']
     """
-    events = list(events)
+    if legacy:
+        if len(legacy) != 1 or graph is not None:
+            raise TypeError("compute_events(events, policy, *, graph=None, binding=...) takes the graph as a keyword")
+        warnings.warn("compute_events(events, policy, graph) is deprecated: use compute_events(events, policy, "
+                      "graph=graph)", DeprecationWarning, stacklevel=2)
+        graph = legacy[0]
+    pol = policy if isinstance(policy, PolicyConfig) else load_policy(policy)
+    events = as_events(events)
     if graph is None:
         graph = ShareGraph.from_events(events, binding=binding)
     orders = orders_by_id(events)
@@ -270,7 +295,7 @@ def compute_events(events: Iterable[Event], policy: PolicyConfig, graph: ShareGr
     out = []
     for order in sorted(orders.values(), key=lambda o: (o.at, o.id)):
         try:
-            out.append(compute(order, graph, policy, refunded=refunded.get(order.id, 0)))
+            out.append(compute(order, pol, graph=graph, refunded=refunded.get(order.id, 0)))
         except CpsError as exc:
             raise exc.located(record=order.id) from None
     return out

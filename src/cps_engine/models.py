@@ -50,12 +50,14 @@ from cps_engine.textio import iter_lines, loads_json
 __all__ = [
     "BindEvent",
     "Event",
+    "EventsLike",
     "OrderEvent",
     "OrderLine",
     "PayoutEvent",
     "RefundEvent",
     "RoleEvent",
     "ShareEvent",
+    "as_events",
     "dump_events",
     "iter_events",
     "load_events",
@@ -405,3 +407,19 @@ def dump_events(events: Iterable[Event], target: str | Path | IO[str]) -> None:
 
 def event_time(event: Event) -> datetime:
     return event.at
+
+
+#: what every entry point accepts as a history: events, or the path of a JSON Lines file of them
+EventsLike: TypeAlias = Iterable[Event] | str | Path
+
+
+def as_events(source: EventsLike) -> list[Event]:
+    """The events of ``source``: a JSON Lines file path is read with :func:`load_events` (every bad
+    line reported at once), an iterable of events is listed as it is.
+
+    >>> as_events([]) == []
+    True
+    """
+    if isinstance(source, (str, Path)):
+        return load_events(Path(source))
+    return list(source)

@@ -117,10 +117,8 @@ def offered_commission(policy: PolicyConfig | Mapping[str, Any] | str | Path,
     Fraction(1, 20)
     """
     pol = load_policy(policy)
-    spec: Any = getattr(pol, "rate", None)
-    if spec is None:
-        rates = getattr(pol, "rates", None)
-        spec = rates[0] if rates else Fraction(0)
+    headline = pol.traits().headline_rate
+    spec = Fraction(0) if headline is None else headline
     if isinstance(spec, Fixed):
         if average_order_value is None or average_order_value.minor <= 0:
             raise InvalidRate("a fixed-amount policy needs the average order value to offer a rate")

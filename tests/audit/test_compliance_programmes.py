@@ -99,7 +99,7 @@ def _retail_clone(p: Programme, rng: random.Random, k: int) -> list[Event]:
     """Add ``k`` retail customers: each copies a purchase by a non-insider buyer (same share, or bound to
     the same upline a minute before), under a new name that appears nowhere else."""
     graph = ShareGraph.from_events(p.events)
-    earners = {ln.payee for s in compute_events(p.events, load_policy(p.policy), graph) for ln in s.lines}
+    earners = {ln.payee for s in compute_events(p.events, load_policy(p.policy), graph=graph) for ln in s.lines}
     uplines = {ev.upline for ev in p.events if isinstance(ev, BindEvent)}
     retail = [ev for ev in p.events if isinstance(ev, OrderEvent) and ev.buyer not in earners | uplines
               and not any(getattr(e, "person", None) == ev.buyer for e in p.events)]

@@ -341,7 +341,7 @@ def abuse_report(events: Iterable[Event], policy: PolicyConfig, *,
     t = thresholds or AbuseThresholds()
     graph = ShareGraph.from_events(evs, binding=binding)
     orders = orders_by_id(evs)
-    settlements = {s.order: s for s in compute_events(evs, policy, graph)}
+    settlements = {s.order: s for s in compute_events(evs, policy, graph=graph)}
     findings = (_rings(settlements, orders, t) + _self_dealing(settlements, orders, t)
                 + _refund_after_payout(evs, settlements, orders, t) + _bursts(evs, settlements, orders, t))
     return AbuseReport(policy.label, policy.kind, findings, t)

@@ -198,13 +198,8 @@ def _share(part: int, whole: int) -> Fraction:
 
 
 def _policy_payees(policy: PolicyConfig) -> int | None:
-    """Payees the policy can pay on one order (None: no limit)."""
-    if policy.kind in ("first_sharer", "last_sharer"):
-        return 1
-    depth = getattr(policy, "max_depth", None)
-    if isinstance(depth, int):
-        return depth
-    return type(policy).max_levels
+    """Payees the policy can pay on one order (None: no limit), as the policy declares it."""
+    return policy.traits().max_payees
 
 
 def _signature(order: OrderEvent) -> tuple[str, ...]:
@@ -353,12 +348,12 @@ def compliance_report(events: Iterable[Event], policy: PolicyConfig, *,
     t = thresholds or Thresholds()
     evs = list(events)
     graph = ShareGraph.from_events(evs, binding=binding)
-    settlements = compute_events(evs, policy, graph)
+    settlements = compute_events(evs, policy, graph=graph)
     orders = orders_by_id(evs)
     roles = _Roles(ev for ev in evs if isinstance(ev, RoleEvent))
     binds = sorted((ev for ev in evs if isinstance(ev, BindEvent)), key=lambda e: (e.at, e.id))
     share_evs = sorted((ev for ev in evs if isinstance(ev, ShareEvent)), key=lambda e: (e.at, e.id))
-    declared = set(entry_skus) | set(getattr(policy, "entry_skus", ()) or ())
+    declared = set(entry_skus) | set(policy.traits().entry_skus)
     currencies = sorted({s.base.currency for s in settlements}
                         | {ev.currency for ev in evs if isinstance(ev, PayoutEvent)})
 
@@ -571,7 +566,7 @@ def compliance_report(events: Iterable[Event], policy: PolicyConfig, *,
                      "per order, rank the payees other than the buyer by level; sum the lines of rank 2 and "
                      "beyond; divide by all commission"))
     eff = worst_share(paid, base)
-    cap = getattr(policy, "cap", None)
+    cap = policy.traits().cap
     f.append(Finding("CN-DIRECT", "commission as a share of sales", _pct(eff),
                      "warn" if eff > t.direct_rate_warn else "pass", f"≤ {_pct(t.direct_rate_warn)}",
                      f"{money_by_cur(paid)} on sales of {money_by_cur(base)}; configured cap: "

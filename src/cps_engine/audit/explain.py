@@ -230,10 +230,11 @@ def _why_none(order: OrderEvent, chain: tuple[Link, ...], gross: Settlement, net
     if not chain:
         return ("no chain: the order came through no share link and the buyer had no upline at the time"
                 if order.share is None else "the share path holds nobody but the buyer")
-    entry: frozenset[str] = getattr(policy, "entry_skus", frozenset())
+    traits = policy.traits()
+    entry = traits.entry_skus
     if entry and order.lines and any(ln.sku in entry for ln in order.lines):
         return "the order contains an entry purchase, which earns nobody anything (CN-FEE)"
-    if policy.kind == "compliant" and buyer_participates:
+    if not traits.participant_self_purchase_pays_uplines and buyer_participates:
         return ("the buyer takes part in the programme (has shared or has a downline), so their own purchase earns "
                 "their uplines nothing (CN-SELF)")
     if not any(policy.is_eligible(link.payee) for link in chain):
@@ -255,8 +256,8 @@ def _why_not(payee: str, order: OrderEvent, chain: tuple[Link, ...], gross: Sett
             return "is the buyer; the policy pays nobody for their own purchase (self_purchase is off)"
         return "is not on the chain of this order, so no rule of the policy can pay them"
     hints = []
-    depth = getattr(policy, "max_depth", None)
-    if isinstance(depth, int) and pos > depth:
+    depth = policy.traits().max_level
+    if depth is not None and pos > depth:
         hints.append(f"the policy pays at most {depth} level{'s' if depth != 1 else ''}")
     if not policy.is_eligible(payee):
         hints.append("they are not an eligible distributor under the policy")
@@ -282,7 +283,7 @@ def explain_order(events: Iterable[Event], policy: PolicyConfig, order_id: str, 
     chain = graph.chain_for(order, self_purchase=policy.self_purchase)
     links = tuple(chain.all())
     refunded = refunds_by_order(evs, orders).get(order.id, 0)
-    net = compute(order, chain, policy, refunded=refunded)
+    net = compute(order, policy, chain=chain, refunded=refunded)
     gross = net.rebase(0)
     cur = order.currency
     gross_amounts = {ln.payee: ln.amount for ln in gross.lines}

@@ -36,6 +36,7 @@ from cps_engine.money import Money, Rounding, format_rate, parse_rate
 if TYPE_CHECKING:
     from cps_engine.graph.chains import Chain, Link
     from cps_engine.policies.plan import Plan
+    from cps_engine.policies.traits import PolicyTraits
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -368,6 +369,14 @@ class PolicyConfig(BaseModel):
         cap, pool split, eligibility, rate precedence), or None when it has none: then ``awards``
         is the whole story and the batch engine computes it one order at a time."""
         return None
+
+    def traits(self) -> PolicyTraits:
+        """What tools need to know about this policy (payees and levels at most, level-1 rate, cap,
+        entry SKUs, …): :class:`~cps_engine.policies.traits.PolicyTraits`, read off the plan.  A
+        plugin without a plan should override it; the default then declares no limits."""
+        from cps_engine.policies.traits import traits_of
+
+        return traits_of(self)
 
     def compiled(self) -> Plan | None:
         """:meth:`plan`, built once per config (memoised on the instance)."""

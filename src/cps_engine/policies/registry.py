@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args
+from typing import Annotated, Any, TypeAlias, Union, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -33,7 +33,7 @@ from cps_engine.policies.position_based import PositionBased
 from cps_engine.policies.time_decay import TimeDecay
 from cps_engine.textio import check_depth, loads_json, loads_toml, read_text
 
-__all__ = ["ENTRY_POINT_GROUP", "dump_policy", "load_policy", "policy_kinds", "policy_schema", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "PolicyLike", "dump_policy", "load_policy", "policy_kinds", "policy_schema", "register"]
 
 ENTRY_POINT_GROUP = "cps_engine.policies"
 _BUILTIN: tuple[type[PolicyConfig], ...] = (FirstSharer, LastSharer, CappedMultilevel, Compliant, Linear,
@@ -86,8 +86,13 @@ def policy_kinds() -> dict[str, type[PolicyConfig]]:
     return dict(_KINDS)
 
 
-def load_policy(source: str | Path | Mapping[str, Any] | PolicyConfig) -> PolicyConfig:
-    """Build a policy from a TOML/JSON file path or a mapping (``kind`` picks the class)."""
+#: what every entry point accepts as a policy: a config, a mapping, or a TOML/JSON file path
+PolicyLike: TypeAlias = PolicyConfig | Mapping[str, Any] | str | Path
+
+
+def load_policy(source: PolicyLike) -> PolicyConfig:
+    """Build a policy from a TOML/JSON file path or a mapping (``kind`` picks the class); a config
+    is returned as it is."""
     if isinstance(source, PolicyConfig):
         return source
     if isinstance(source, (str, Path)):
