@@ -227,7 +227,7 @@ def per_order_rate(graph: ShareGraph, orders: pd.DataFrame, policy: Any, sample:
            for r in rows.itertuples(index=False)]
     t0 = time.perf_counter()
     for ev in evs:
-        compute(ev, graph, policy)
+        compute(ev, policy, graph=graph)
     return len(evs) / (time.perf_counter() - t0)
 
 
@@ -251,7 +251,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name, cfg in POLICIES.items():
         policy = load_policy(cfg)
-        t_batch, lines = best_of(3, lambda policy=policy: compute_batch(orders, graph, policy))
+        t_batch, lines = best_of(3, lambda policy=policy: compute_batch(orders, policy=policy, graph=graph))
         assert lines.attrs["cps_engine"]["per_order"] == 0, lines.attrs
         t_np, np_lines = best_of(3, lambda name=name: numpy_policy(ix, orders, name))
         agree = same_lines(lines, np_lines)

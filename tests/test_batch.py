@@ -73,7 +73,7 @@ def test_batch_equals_per_order_for_every_policy(prog: Programme, cfg: dict[str,
     bindings and self-purchases: identical lines, or the same typed error."""
     policy = load_policy(cfg)
     expected = outcome(lambda: reference(prog.events, policy, binding))
-    got = outcome(lambda: rows(compute_batch(prog.events, None, policy, binding=binding)))
+    got = outcome(lambda: rows(compute_batch(prog.events, policy=policy, binding=binding)))
     assert got == expected
 
 
@@ -86,7 +86,7 @@ def test_batch_equals_per_order_on_the_vectorised_path(prog: Programme, cfg: dic
     self-purchase, compliant profiles): most orders take the numpy path, the rest (a person
     repeated on a share path, rounding up past the base) are routed per order."""
     policy = load_policy(cfg)
-    frame = compute_batch(prog.events, None, policy, binding=binding)
+    frame = compute_batch(prog.events, policy=policy, binding=binding)
     assert rows(frame) == reference(prog.events, policy, binding)
     stats = frame.attrs["cps_engine"]
     assert stats["vectorised"] + stats["per_order"] == len(prog.orders)
@@ -99,7 +99,7 @@ def test_compliant_participation_is_taken_at_the_order_time(prog: Programme, cfg
     """Orders placed before the buyer's first share or first downline pay their uplines; later
     ones do not: the vectorised path asks "participant?" at each order's time, like the engine."""
     policy = load_policy(cfg)
-    assert rows(compute_batch(prog.events, None, policy, binding=binding)) == reference(prog.events, policy, binding)
+    assert rows(compute_batch(prog.events, policy=policy, binding=binding)) == reference(prog.events, policy, binding)
 
 
 @given(prog=programmes(max_people=6, max_shares=20, max_orders=20),
@@ -112,7 +112,7 @@ def test_without_repeats_every_order_is_vectorised(prog: Programme, cfg: dict[st
     exceed its base (the engine trims it; found by a soak with up-rounding on a 1-fen base)."""
     policy = load_policy(cfg)
     graph = ShareGraph.from_events(prog.events, binding=binding)
-    frame = compute_batch(prog.events, graph, policy)
+    frame = compute_batch(prog.events, policy=policy, graph=graph)
     assert rows(frame) == reference(prog.events, policy, binding)
     repeats = {s.id for s in prog.shares if graph.index.repeat[graph.index.share_ids.get(s.id)]}
     if policy.rounding is Rounding.DOWN and not any(o.share in repeats for o in prog.orders):
@@ -125,7 +125,7 @@ def test_first_sharer_level_when_the_buyer_is_on_the_path(prog: Programme, self_
     """chain[0]'s level is the chain's length: minus one when the buyer shared on the path (once or
     several times), plus one for a self-purchase."""
     policy = load_policy({"kind": "first_sharer", "rate": "10%", "self_purchase": self_purchase})
-    assert rows(compute_batch(prog.events, None, policy)) == reference(prog.events, policy)
+    assert rows(compute_batch(prog.events, policy=policy)) == reference(prog.events, policy)
 
 
 @given(prog=programmes(lines=False, currencies=("CNY", "JPY")),
@@ -157,7 +157,7 @@ def test_frames_give_the_same_lines_as_events(prog: Programme, cfg: dict[str, An
 
             orders = pl.from_arrow(table)
     expected = outcome(lambda: reference(prog.events, policy))
-    got = outcome(lambda: rows(compute_batch(orders, graph, policy, refunds=refunds)))
+    got = outcome(lambda: rows(compute_batch(orders, policy=policy, graph=graph, refunds=refunds)))
     assert got == expected
 
 
@@ -174,8 +174,8 @@ def test_without_pyarrow_objects_and_dicts_give_the_same(prog: Programme, cfg: d
     frame = orders_frame(prog.events).astype({"id": object, "buyer": object, "share": object})
     with mock.patch.object(_strings, "pyarrow", lambda: None), mock.patch.object(_kernels, "pyarrow", lambda: None), \
             mock.patch.object(_orders, "pyarrow", lambda: None):
-        got = compute_batch(frame, graph, policy)
-        from_events = compute_batch(prog.events, graph, policy)
+        got = compute_batch(frame, policy=policy, graph=graph)
+        from_events = compute_batch(prog.events, policy=policy, graph=graph)
     assert got["payee"].dtype == object
     assert rows(got) == rows(from_events) == reference(prog.events, policy)
 
@@ -231,7 +231,7 @@ CHAIN = _events(_share("s1", "amy", None, 0), _share("s2", "bob", "s1", 1), _sha
 ])
 def test_hand_examples(cfg: dict[str, Any], expected: list[tuple[str, str, int, int]]) -> None:
     policy = load_policy(cfg)
-    frame = compute_batch(CHAIN, None, policy)
+    frame = compute_batch(CHAIN, policy=policy)
     assert [r[:4] for r in rows(frame)] == expected
     assert rows(frame) == reference(CHAIN, policy)
     assert frame.attrs["cps_engine"]["per_order"] == 0
@@ -254,7 +254,7 @@ def test_binding_chains_follow_the_uplines_at_the_order_time(cfg: dict[str, Any]
                                                             expected: list[tuple[str, str, int, int]]) -> None:
     """cat is bound to bob only from minute 5: o2 (minute 2) has no chain, o3 (minute 6) has bob, amy."""
     policy = load_policy(cfg)
-    frame = compute_batch(BOUND, None, policy)
+    frame = compute_batch(BOUND, policy=policy)
     assert [r[:4] for r in rows(frame)] == expected
     assert rows(frame) == reference(BOUND, policy)
     assert frame.attrs["cps_engine"]["per_order"] == 0
@@ -266,7 +266,7 @@ def test_expired_bindings_pay_nobody() -> None:
                   _order("o1", "bob", None, "100.00", 60 * 12), _order("o2", "bob", None, "100.00", 60 * 48))
     binding = BindingConfig(mode="expiring", expire_days=1)
     policy = load_policy({"kind": "last_sharer", "rate": "10%"})
-    frame = compute_batch(evs, None, policy, binding=binding)
+    frame = compute_batch(evs, policy=policy, binding=binding)
     assert [r[:4] for r in rows(frame)] == [("o1", "amy", 1, 1000)]
     assert rows(frame) == reference(evs, policy, binding)
     assert frame.attrs["cps_engine"]["per_order"] == 0
@@ -277,7 +277,7 @@ def test_rounding_up_that_would_overpay_is_trimmed_like_the_engine() -> None:
     evs = _events(_share("s1", "amy", None, 0), _share("s2", "bob", "s1", 1), _order("o1", "cy", "s2", "0.01", 5))
     for rounding in ("up", "half_up", "half_even", "down"):
         policy = load_policy({"kind": "capped_multilevel", "rates": ["1/2", "1/2"], "rounding": rounding})
-        assert rows(compute_batch(evs, None, policy)) == reference(evs, policy)
+        assert rows(compute_batch(evs, policy=policy)) == reference(evs, policy)
 
 
 def test_amounts_beyond_int64_products_stay_exact() -> None:
@@ -287,7 +287,7 @@ def test_amounts_beyond_int64_products_stay_exact() -> None:
     for rounding in ("down", "half_even"):
         policy = load_policy({"kind": "capped_multilevel", "rates": ["12345679/100000000", "2/7"], "cap": "3/11",
                               "rounding": rounding})
-        assert rows(compute_batch(evs, None, policy)) == reference(evs, policy)
+        assert rows(compute_batch(evs, policy=policy)) == reference(evs, policy)
 
 
 def test_frame_errors_name_the_order_and_column() -> None:
@@ -295,28 +295,28 @@ def test_frame_errors_name_the_order_and_column() -> None:
     policy = load_policy({"kind": "first_sharer", "rate": "10%"})
     base = {"id": ["o1", "o2"], "buyer": ["eve", "fay"], "share": ["s4", "s1"], "currency": ["CNY", "CNY"]}
     with pytest.raises(FloatRejected):
-        compute_batch(pd.DataFrame({**base, "amount": [1.5, 2.0]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "amount": [1.5, 2.0]}), policy=policy, graph=graph)
     with pytest.raises(FloatRejected):
-        compute_batch(pd.DataFrame({**base, "amount_minor": [1.5, 2.0]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "amount_minor": [1.5, 2.0]}), policy=policy, graph=graph)
     with pytest.raises(InvalidEvent, match="more decimals") as info:
-        compute_batch(pd.DataFrame({**base, "amount": ["1.00", "2.001"]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "amount": ["1.00", "2.001"]}), policy=policy, graph=graph)
     assert info.value.record == "o2" and info.value.field == "amount"
     with pytest.raises(UnknownReference) as unknown:
-        compute_batch(pd.DataFrame({**base, "share": ["s4", "nope"], "amount_minor": [1, 2]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "share": ["s4", "nope"], "amount_minor": [1, 2]}), policy=policy, graph=graph)
     assert unknown.value.record == "o2" and unknown.value.field == "share"
     with pytest.raises(InvalidEvent, match="unknown currency"):
-        compute_batch(pd.DataFrame({**base, "currency": ["CNY", "XYZ"], "amount_minor": [1, 2]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "currency": ["CNY", "XYZ"], "amount_minor": [1, 2]}), policy=policy, graph=graph)
     with pytest.raises(InvalidEvent, match="negative"):
-        compute_batch(pd.DataFrame({**base, "amount_minor": [1, -2]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "amount_minor": [1, -2]}), policy=policy, graph=graph)
     with pytest.raises(InvalidEvent, match="refunded"):
-        compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2]}), graph, policy, refunds={"o1": 5})
+        compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2]}), policy=policy, graph=graph, refunds={"o1": 5})
     with pytest.raises(InvalidEvent, match="zone"):
         compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2],
-                                    "at": pd.to_datetime(["2026-03-01", "2026-03-02"])}), graph, policy)
+                                    "at": pd.to_datetime(["2026-03-01", "2026-03-02"])}), policy=policy, graph=graph)
     with pytest.raises(InvalidEvent, match="strings"):
-        compute_batch(pd.DataFrame({**base, "id": [1, 2], "amount_minor": [1, 2]}), graph, policy)
+        compute_batch(pd.DataFrame({**base, "id": [1, 2], "amount_minor": [1, 2]}), policy=policy, graph=graph)
     with pytest.raises(TypeError, match="ShareGraph"):
-        compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2]}), None, policy)
+        compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2]}), policy=policy)
 
 
 def test_decimal_and_major_unit_amounts() -> None:
@@ -325,7 +325,7 @@ def test_decimal_and_major_unit_amounts() -> None:
     frame = pd.DataFrame({"id": ["o1", "o2", "o3"], "buyer": ["eve", "fay", "gus"], "share": ["s4", None, "s2"],
                           "amount": [Decimal("10.05"), "7", 3], "currency": ["cny", "CNY", "JPY"],
                           "shipping": [None, "1.00", None]})
-    out = compute_batch(frame, graph, policy)
+    out = compute_batch(frame, policy=policy, graph=graph)
     # o2 has no share and an unknown buyer; o3's 10% of 3 JPY rounds down to 0 (no line)
     assert rows(out) == [("o1", "dan", 1, 100, "CNY", "0.1")]
     assert out["base_minor"].tolist() == [1005]
@@ -340,13 +340,13 @@ def test_per_order_orders_need_a_time() -> None:
     frame = pd.DataFrame({"id": ["o9"], "buyer": ["eve"], "share": [None], "amount_minor": [1000],
                           "currency": ["CNY"]})
     with pytest.raises(InvalidEvent, match="time"):
-        compute_batch(frame, graph, policy)
+        compute_batch(frame, policy=policy, graph=graph)
     frame["at"] = pd.Series([T0 + timedelta(days=1)], dtype="datetime64[ns, UTC]")
-    out = compute_batch(frame, graph, policy)
+    out = compute_batch(frame, policy=policy, graph=graph)
     assert rows(out) == [("o9", "amy", 1, 100, "CNY", "0.1")]
     assert out.attrs["cps_engine"]["per_order"] == 0
     frame["at"] = [(T0 + timedelta(days=1)).isoformat()]  # text times: decided per order
-    out = compute_batch(frame, graph, policy)
+    out = compute_batch(frame, policy=policy, graph=graph)
     assert rows(out) == [("o9", "amy", 1, 100, "CNY", "0.1")]
     assert out.attrs["cps_engine"]["per_order"] == 1
 
@@ -365,7 +365,7 @@ def test_plugin_policy_without_batch_form_runs_per_order() -> None:
 
     policy = Everyone()
     with pytest.warns(_kernels.BatchFallbackWarning, match=r"'batch_test_everyone'.* 4 orders"):
-        frame = compute_batch(CHAIN, None, policy)
+        frame = compute_batch(CHAIN, policy=policy)
     assert rows(frame) == reference(CHAIN, policy)
     assert frame.attrs["cps_engine"]["vectorised"] == 0
 
@@ -387,7 +387,7 @@ def test_plugin_policy_with_a_plan_is_vectorised() -> None:
     policy = TopTwo(distributors=["dan", "bob", "amy"], ineligible="keep_level")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        frame = compute_batch(CHAIN, None, policy)
+        frame = compute_batch(CHAIN, policy=policy)
     assert rows(frame) == reference(CHAIN, policy)
     assert frame.attrs["cps_engine"]["per_order"] == 0 and len(frame) > 0
 
@@ -397,20 +397,20 @@ def test_duplicate_and_conflicting_orders_are_refused_like_the_engine() -> None:
     with pytest.raises(CpsError) as a:
         compute_events([*CHAIN, other], load_policy({"kind": "first_sharer", "rate": "1%"}))
     with pytest.raises(CpsError) as b:
-        compute_batch([*CHAIN, other], None, {"kind": "first_sharer", "rate": "1%"})
+        compute_batch([*CHAIN, other], policy={"kind": "first_sharer", "rate": "1%"})
     assert type(a.value) is type(b.value)
     refund = RefundEvent(id="r1", order="o1", amount=Decimal("1000.00"), at=T0 + timedelta(days=1))
     with pytest.raises(InvalidEvent):
-        compute_batch([*CHAIN, refund], None, {"kind": "first_sharer", "rate": "1%"})
+        compute_batch([*CHAIN, refund], policy={"kind": "first_sharer", "rate": "1%"})
 
 
 def test_unknown_buyers_and_empty_inputs() -> None:
     policy = load_policy({"kind": "first_sharer", "rate": "10%"})
-    empty = compute_batch([], None, policy)
+    empty = compute_batch([], policy=policy)
     assert list(empty.columns) == ["order", "payee", "level", "amount_minor", "currency", "rate", "base_minor"]
     assert len(empty) == 0
     only = [ShareEvent(id="s1", sharer="amy", at=T0)]
-    assert len(compute_batch(only, None, policy)) == 0
+    assert len(compute_batch(only, policy=policy)) == 0
 
 
 def test_dask_and_polars_stay_optional() -> None:
@@ -447,11 +447,11 @@ def test_the_property_catches_a_pool_tie_to_the_nearer_link(monkeypatch: pytest.
     evs = _events(_share("s1", "amy", None, 0), _share("s2", "bob", "s1", 1), _share("s3", "cat", "s2", 2),
                   _order("o1", "eve", "s3", "100.00", 5))
     policy = load_policy({"kind": "linear", "rate": "10%"})
-    assert rows(compute_batch(evs, None, policy)) == reference(evs, policy)
+    assert rows(compute_batch(evs, policy=policy)) == reference(evs, policy)
     original = np.lexsort
     monkeypatch.setattr(np, "lexsort", lambda keys: original((-keys[0], *keys[1:])) if len(keys) == 3
                         else original(keys))
-    assert rows(compute_batch(evs, None, policy)) != reference(evs, policy)
+    assert rows(compute_batch(evs, policy=policy)) != reference(evs, policy)
 
 
 
@@ -460,6 +460,6 @@ def test_the_property_catches_a_wrong_first_sharer(monkeypatch: pytest.MonkeyPat
     original = _kernels._on_path
     monkeypatch.setattr(_kernels, "_on_path", lambda ga, b, node: np.zeros(len(node), dtype=bool))
     policy = load_policy({"kind": "first_sharer", "rate": "10%"})
-    assert rows(compute_batch(CHAIN, None, policy)) != reference(CHAIN, policy)
+    assert rows(compute_batch(CHAIN, policy=policy)) != reference(CHAIN, policy)
     monkeypatch.setattr(_kernels, "_on_path", original)
-    assert rows(compute_batch(CHAIN, None, policy)) == reference(CHAIN, policy)
+    assert rows(compute_batch(CHAIN, policy=policy)) == reference(CHAIN, policy)
