@@ -121,6 +121,7 @@ engine's to the unit (a property test checks it).
 
 from cps_engine.ledger.demo import demo_summary, run_demo
 from cps_engine.ledger.errors import BelowMinimumPayout, InsufficientBalance, LedgerIntegrityError, PayoutRefused
+from cps_engine.ledger.export import account_component, payee_of_component, to_beancount, write_beancount
 from cps_engine.ledger.ledger import (
     Balance,
     ChainHead,
@@ -155,8 +156,12 @@ __all__ = [
     "StatementLine",
     "TermsVersion",
     "Verification",
+    "account_component",
     "build_statement",
     "demo_summary",
+    "payee_of_component",
     "run_demo",
     "sqlite_engine",
+    "to_beancount",
+    "write_beancount",
 ]

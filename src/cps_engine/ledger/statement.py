@@ -12,30 +12,115 @@ The statement carries the Merkle root of its lines (the RFC 6962 tree of :mod:`c
 each line's canonical JSON; before issue 11 an odd node was paired with itself) and a manifest
 (the ledger's chain head, the policy config hashes and rounding modes of the lines, the library
 version) for the audit tools to build on.
+
+Times are shown in the payee's zone (``tz``: ``+08:00``, ``UTC`` or an IANA name such as
+``Asia/Shanghai``; by default the one UTC offset the payee's events were recorded with, else UTC),
+without microseconds when they are zero; the zone is in the statement's header (``tz`` in JSON, a
+``tz`` column in CSV).  The Merkle root is over the lines as printed, so it can be recomputed from the
+document alone (the same statement shown in another zone has another root).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
 
 from cps_engine._version import library_version
-from cps_engine.ledger.hashing import canonical_json, iso_us, merkle_root
+from cps_engine.errors import InvalidInput
+from cps_engine.ledger.hashing import canonical_json, merkle_root
 from cps_engine.ledger.types import ChainHead, Entry, as_micros
 from cps_engine.money import Money
 from cps_engine.textio import CsvWriter
+from cps_engine.times import from_micros
 
 if TYPE_CHECKING:
     from cps_engine.ledger.ledger import Ledger
 
-__all__ = ["STATES", "Statement", "StatementLine", "build_statement", "movements", "statement_of"]
+__all__ = ["STATES", "Statement", "StatementLine", "build_statement", "display_time", "movements", "parse_zone",
+           "recorded_zone", "statement_of", "zone_label"]
 
 STATES = ("pending", "available", "paid", "fee")
 CSV_COLUMNS = ("at", "kind", "event", "order", "level", "rate", "config_hash", "currency", "pending", "available",
-               "paid", "fee", "entry")
+               "paid", "fee", "entry", "tz")
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+def parse_zone(tz: str | tzinfo) -> tzinfo:
+    """A zone from ``Z``/``UTC``, an offset (``+08:00``, ``-0530``) or an IANA name (``Asia/Shanghai``).
+
+    >>> parse_zone("+08:00"), parse_zone("Z"), parse_zone("Europe/Paris")
+    (datetime.timezone(datetime.timedelta(seconds=28800)), datetime.timezone.utc, zoneinfo.ZoneInfo(key='Europe/Paris'))
+    """
+    if isinstance(tz, tzinfo):
+        return tz
+    text = tz.strip()
+    if text.upper() in ("Z", "UTC", "+00:00", "-00:00", "+0000"):
+        return UTC
+    m = _OFFSET.match(text)
+    if m:
+        minutes = int(m.group(2)) * 60 + int(m.group(3))
+        if minutes >= 24 * 60 or int(m.group(3)) >= 60:
+            raise InvalidInput(f"{text!r} is not a UTC offset", field="tz")
+        return timezone(timedelta(minutes=-minutes if m.group(1) == "-" else minutes))
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"time zone {text[:80]!r} is not Z, UTC, an offset such as +08:00 or an IANA name such "
+                           "as Asia/Shanghai", field="tz") from None
+
+
+def zone_label(zone: tzinfo) -> str:
+    """``UTC``, ``+08:00`` or the IANA name of a zone."""
+    if zone is UTC:
+        return "UTC"
+    if isinstance(zone, ZoneInfo):
+        return zone.key
+    offset = zone.utcoffset(None)
+    if offset is None:
+        return str(zone)
+    if not offset:
+        return "UTC"
+    sign, minutes = ("-" if offset < timedelta(0) else "+"), abs(offset) // timedelta(minutes=1)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def display_time(us: int, zone: tzinfo = UTC) -> str:
+    """ISO text of ``us`` in ``zone``: ``Z`` for UTC, microseconds only when there are some.
+
+    >>> display_time(1_772_330_400_000_000, parse_zone("+08:00")), display_time(1_772_330_400_000_001)
+    ('2026-03-01T10:00:00+08:00', '2026-03-01T02:00:00.000001Z')
+    """
+    text = from_micros(us).astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") and zone_label(zone) == "UTC" else text
+
+
+def recorded_zone(ledger: Ledger, payee: str | None = None) -> tuple[tzinfo, str]:
+    """The zone to show ``payee``'s (or the whole ledger's) times in by default, and why: the UTC offset
+    the events that moved its balances were recorded with when they all share one, else UTC."""
+    ev, en = ledger.tables.events, ledger.tables.entries
+    moved = sa.select(en.c.event_seq)
+    if payee is not None:
+        moved = moved.where(en.c.payee == payee)
+    offsets: set[timedelta | None] = set()
+    with ledger._read() as conn:  # the ledger's own tables, read from inside its package
+        for (payload,) in conn.execute(sa.select(ev.c.payload).where(ev.c.seq.in_(moved.distinct()))):
+            at = json.loads(payload).get("at")
+            offsets.add(datetime.fromisoformat(at).utcoffset() if isinstance(at, str) else None)
+            if len(offsets) > 1:
+                return UTC, "UTC: the events were recorded with several UTC offsets"
+    if len(offsets) == 1:
+        (offset,) = offsets
+        if offset is not None:
+            zone = UTC if not offset else timezone(offset)
+            return zone, "the UTC offset the events were recorded with"
+    return UTC, "UTC: no events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +141,11 @@ class StatementLine:
     def amount(self, state: str) -> int:
         return dict(self.delta).get(state, 0)
 
-    def as_row(self) -> dict[str, Any]:
-        """Flat row: amounts as decimal strings in major units."""
-        row: dict[str, Any] = {"at": iso_us(self.at_us), "kind": self.kind, "event": self.event, "order": self.order,
-                               "level": self.level, "rate": self.rate, "config_hash": self.config_hash,
-                               "currency": self.currency, "entry": self.entry}
+    def as_row(self, zone: tzinfo = UTC) -> dict[str, Any]:
+        """Flat row: the time in ``zone`` (:func:`display_time`), amounts as decimal strings in major units."""
+        row: dict[str, Any] = {"at": display_time(self.at_us, zone), "kind": self.kind, "event": self.event,
+                               "order": self.order, "level": self.level, "rate": self.rate,
+                               "config_hash": self.config_hash, "currency": self.currency, "entry": self.entry}
         for s in STATES:
             row[s] = str(Money(self.amount(s), self.currency).amount)
         return row
@@ -105,10 +190,14 @@ class Statement:
     opening: dict[str, dict[str, int]]
     closing: dict[str, dict[str, int]]
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: the zone times are shown in, and why it was chosen
+    tz: tzinfo = UTC
+    tz_source: str = "given"
 
     @property
     def merkle_root(self) -> str:
-        return merkle_root(canonical_json(line.as_row()) for line in self.lines)
+        """RFC 6962 root over each line's canonical JSON as printed (times in :attr:`tz`)."""
+        return merkle_root(canonical_json(line.as_row(self.tz)) for line in self.lines)
 
     def balanced(self) -> bool:
         """Whether opening + movements == closing for every currency and state."""
@@ -125,10 +214,11 @@ class Statement:
     def to_json(self) -> dict[str, Any]:
         currencies = sorted(set(self.opening) | set(self.closing))
         return {
-            "payee": self.payee, "from": iso_us(self.start_us), "to": iso_us(self.end_us),
+            "payee": self.payee, "from": display_time(self.start_us, self.tz),
+            "to": display_time(self.end_us, self.tz), "tz": zone_label(self.tz), "tz_source": self.tz_source,
             "currencies": {c: {"opening": self._money(c, self.opening.get(c, {})),
                                "closing": self._money(c, self.closing.get(c, {}))} for c in currencies},
-            "lines": [line.as_row() for line in self.lines],
+            "lines": [line.as_row(self.tz) for line in self.lines],
             "merkle_root": self.merkle_root,
             "manifest": self.manifest,
         }
@@ -139,18 +229,20 @@ class Statement:
 
     def write_csv(self, out: IO[str]) -> None:
         """One row per movement, framed by an ``opening`` and a ``closing`` row per currency; text cells
-        escaped by :class:`cps_engine.textio.CsvWriter` (a payee ``=HYPERLINK(...)`` is not a formula)."""
+        escaped by :class:`cps_engine.textio.CsvWriter` (a payee ``=HYPERLINK(...)`` is not a formula);
+        the ``tz`` column names the zone of the times on every row."""
         w = CsvWriter(out, CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
+        tz = zone_label(self.tz)
         currencies = sorted(set(self.opening) | set(self.closing))
         for cur in currencies:
-            w.writerow({"at": iso_us(self.start_us), "kind": "opening", "currency": cur,
-                        **self._money(cur, self.opening.get(cur, {}))})
+            w.writerow({"at": display_time(self.start_us, self.tz), "kind": "opening", "currency": cur,
+                        **self._money(cur, self.opening.get(cur, {})), "tz": tz})
         for line in self.lines:
-            w.writerow(line.as_row())
+            w.writerow({**line.as_row(self.tz), "tz": tz})
         for cur in currencies:
-            w.writerow({"at": iso_us(self.end_us), "kind": "closing", "currency": cur,
-                        **self._money(cur, self.closing.get(cur, {}))})
+            w.writerow({"at": display_time(self.end_us, self.tz), "kind": "closing", "currency": cur,
+                        **self._money(cur, self.closing.get(cur, {})), "tz": tz})
 
 
 def _balances(lines: Iterable[StatementLine], before: int) -> dict[str, dict[str, int]]:
@@ -163,8 +255,10 @@ def _balances(lines: Iterable[StatementLine], before: int) -> dict[str, dict[str
     return out
 
 
-def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end: datetime | str | int) -> Statement:
-    """The statement of ``payee`` for ``[start, end)`` (times as aware datetimes, ISO text or µs).
+def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end: datetime | str | int, *,
+                    tz: str | tzinfo | None = None) -> Statement:
+    """The statement of ``payee`` for ``[start, end)`` (times as aware datetimes, ISO text or µs), its
+    times shown in ``tz`` (default: the offset the payee's events were recorded with, else UTC).
 
     >>> from cps_engine.ledger import Ledger
     >>> led = Ledger.open(":memory:", policy={"kind": "first_sharer", "rate": "10%"}, hold_days=1)
@@ -175,16 +269,22 @@ def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end
     >>> st = build_statement(led, "amy", "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z")
     >>> [(m.kind, m.as_row()["pending"], m.as_row()["available"]) for m in st.lines]
     [('accrual', '5.00', '0.00'), ('release', '-5.00', '5.00')]
+    >>> st.to_json()["tz"], st.to_json()["lines"][0]["at"]
+    ('UTC', '2026-03-01T10:00:00Z')
+    >>> build_statement(led, "amy", "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z", tz="Asia/Shanghai"
+    ...                 ).to_json()["lines"][0]["at"]
+    '2026-03-01T18:00:00+08:00'
     >>> st.closing, st.balanced()
     ({'CNY': {'pending': 0, 'available': 500, 'paid': 0, 'fee': 0}}, True)
     """
     s, e = as_micros(start, default_now=False), as_micros(end, default_now=False)
+    zone, why = recorded_zone(ledger, payee) if tz is None else (parse_zone(tz), "given")
     return statement_of(ledger.entries(payee=payee, end=e), payee, s, e, chain_head=ledger.chain_head(),
-                        rounding=sorted({t.policy.rounding.value for t in ledger.terms}))
+                        rounding=sorted({t.policy.rounding.value for t in ledger.terms}), tz=zone, tz_source=why)
 
 
 def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: int, *, chain_head: ChainHead,
-                 rounding: Iterable[str]) -> Statement:
+                 rounding: Iterable[str], tz: tzinfo = UTC, tz_source: str = "given") -> Statement:
     """The statement of ``payee`` for ``[start_us, end_us)``: a pure function of the payee's entries
     up to ``end_us`` (what :func:`build_statement` reads from a ledger) and the manifest facts."""
     s, e = start_us, end_us
@@ -199,4 +299,4 @@ def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: in
         "rounding": sorted(set(rounding)),
         "library_version": lib,
     }
-    return Statement(payee, s, e, lines, _balances(all_moves, s), _balances(all_moves, e), manifest)
+    return Statement(payee, s, e, lines, _balances(all_moves, s), _balances(all_moves, e), manifest, tz, tz_source)
