@@ -4,21 +4,25 @@ traits instead of tools guessing them."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from cps_engine import ShareGraph, compute, compute_events, load_policy
 from cps_engine.audit.compliance import compliance_report
 from cps_engine.audit.explain import explain_order
-from cps_engine.errors import UnknownReference
+from cps_engine.engine import Settlement
+from cps_engine.errors import CpsError, InvalidEvent, UnknownReference
 from cps_engine.models import load_events
 from cps_engine.policies import PolicyConfig
 from cps_engine.policies.traits import PolicyTraits
 from cps_engine.simulate import offered_commission
+from tests.strategies import Programme, policy_configs, programmes
 
 EVENTS = load_events([
     '{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00+08:00"}',
@@ -135,3 +139,47 @@ class TestDeclaredTraits:
         assert depth.figure == "2"
         exp = explain_order(EVENTS, pol, "o1", "amy")
         assert "at most 2 levels" in exp.render()
+
+
+class TestJsonForms:
+    """Settlements and lines serialise to JSON with exact values, and read back to equal objects."""
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(prog=programmes(currencies=("CNY", "JPY", "KWD")), cfg=policy_configs())
+    def test_every_settlement_round_trips_through_json(self, prog: Programme, cfg: dict[str, object]) -> None:
+        try:
+            settlements = compute_events(prog.events, cfg)
+        except CpsError:
+            return
+        for s in settlements:
+            text = s.to_json()
+            assert all(isinstance(v, int) for ln in json.loads(text)["lines"]
+                       for k, v in ln.items() if k.endswith("_minor")), "minor units are JSON integers"
+            back = Settlement.from_dict(json.loads(text))
+            assert back == s
+            d = json.loads(text)
+            assert sum(int(ln["amount_minor"]) for ln in d["lines"]) + d["merchant_net_minor"] == d["base_minor"]
+
+    def test_a_refunded_settlement_round_trips(self) -> None:
+        s = compute(EVENTS[3], THREE, graph=ShareGraph.from_events(EVENTS), refunded=2_501)
+        assert s.base.minor == 7_499 and Settlement.from_dict(json.loads(s.to_json())) == s
+
+    @pytest.mark.parametrize(("path", "value"), [
+        (("lines", 0, "amount_minor"), 883), (("lines", 0, "payee"), "mallory"), (("merchant_net_minor",), 1),
+        (("awards", 0, "rate"), "0.2"), (("lines", 0, "rate"), "0.2"), (("awards", 0, "rate"), 0.1),
+    ])
+    def test_a_changed_figure_is_refused_naming_the_field(self, path: tuple[object, ...], value: object) -> None:
+        d = json.loads(compute(EVENTS[3], THREE, graph=ShareGraph.from_events(EVENTS)).to_json())
+        node: Any = d
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        with pytest.raises(InvalidEvent) as info:
+            Settlement.from_dict(d)
+        assert info.value.field is not None
+
+    def test_line_to_dict_names_exact_values(self) -> None:
+        ln = compute(EVENTS[3], {"kind": "last_sharer", "rate": "1/3"}, graph=ShareGraph.from_events(EVENTS)).lines[0]
+        d = ln.to_dict()
+        assert (d["amount"], d["amount_minor"], d["currency"], d["rate"]) == ("33.33", 3333, "CNY", "1/3")
+        assert d["provenance"]["path"] == ["s3"] and d["provenance"]["base_minor"] == 10_000  # type: ignore[index]

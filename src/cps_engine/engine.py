@@ -25,10 +25,12 @@ Rules (docs/design.md, "Money"):
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cps_engine.errors import CpsError, DuplicateEvent, InvalidEvent, UnknownReference
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
@@ -62,6 +64,12 @@ class Provenance:
     rule: str
     pool: str | None = None
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form: the rate as exact text, the base in minor units."""
+        return {"order": self.order, "policy": self.policy, "config_hash": self.config_hash,
+                "rate": format_rate(self.rate), "level": self.level, "path": list(self.path),
+                "rounding": self.rounding.value, "base_minor": self.base, "rule": self.rule, "pool": self.pool}
+
 
 @dataclass(frozen=True, slots=True)
 class CommissionLine:
@@ -82,6 +90,15 @@ class CommissionLine:
                 "policy": self.provenance.policy, "config_hash": self.provenance.config_hash,
                 "base": str(Money(self.provenance.base, self.amount.currency).amount),
                 "path": "/".join(self.provenance.path), "rounding": self.provenance.rounding.value}
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form with exact values only: amounts as decimal strings and minor units, the rate
+        as exact text (a decimal, or ``p/q`` when no finite decimal exists), the provenance nested.
+        Serialise it with :func:`json.dumps` as it is."""
+        return {"order": self.order, "payee": self.payee, "level": self.level,
+                "amount": str(self.amount.amount), "amount_minor": self.amount.minor,
+                "currency": self.amount.currency, "rate": format_rate(self.rate),
+                "provenance": self.provenance.to_dict()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +122,57 @@ class Settlement:
     @property
     def total(self) -> Money:
         return Money(self.base.minor - self.merchant_net.minor, self.base.currency)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (exact strings and integers, no floats), what a web handler returns;
+        :meth:`from_dict` reads it back to an equal settlement.
+
+        >>> import json
+        >>> from cps_engine.policies.base import Award
+        >>> s = settle("o1", "CNY", 10_000, [Award("amy", 1, Fraction(1, 3), "level 1", ("s1",))], "p", "h",
+        ...            Rounding.DOWN)
+        >>> d = s.to_dict()
+        >>> d["lines"][0]["amount"], d["lines"][0]["rate"], d["merchant_net"]
+        ('33.33', '1/3', '66.67')
+        >>> Settlement.from_dict(json.loads(json.dumps(d))) == s
+        True
+        """
+        cur = self.base.currency
+        return {"order": self.order, "currency": cur,
+                "base": str(self.base.amount), "base_minor": self.base.minor,
+                "gross_base_minor": self.gross_base,
+                "total": str(self.total.amount), "total_minor": self.total.minor,
+                "merchant_net": str(self.merchant_net.amount), "merchant_net_minor": self.merchant_net.minor,
+                "policy": self.policy, "config_hash": self.config_hash, "rounding": self.rounding.value,
+                "lines": [ln.to_dict() for ln in self.lines],
+                "awards": [{"payee": a.payee, "level": a.level, "rate": format_rate(a.rate), "rule": a.rule,
+                            "path": list(a.path), "pool": a.pool} for a in self.awards]}
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as compact JSON text."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settlement:
+        """The settlement :meth:`to_dict` described, recomputed from its awards and checked against
+        the lines it carries: a changed amount, rate or payee is an :class:`InvalidEvent` naming
+        the field, never accepted silently."""
+        try:
+            cur = str(data["currency"])
+            awards = [Award(str(a["payee"]), int(a["level"]), Fraction(str(a["rate"])), str(a["rule"]),
+                            tuple(str(x) for x in a["path"]), None if a["pool"] is None else str(a["pool"]))
+                      for a in data["awards"]]
+            out = settle(str(data["order"]), cur, int(data["gross_base_minor"]), awards, str(data["policy"]),
+                         str(data["config_hash"]), Rounding(str(data["rounding"])))
+            base = int(data["base_minor"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise InvalidEvent(f"not a settlement: {type(exc).__name__}: {exc}", field="settlement") from None
+        if base != out.base.minor:
+            out = out.rebase(out.gross_base - base)
+        if out.to_dict() != dict(data):
+            diff = next(k for k in out.to_dict() if out.to_dict()[k] != data.get(k))
+            raise InvalidEvent("the settlement's figures do not follow from its awards", record=out.order, field=diff)
+        return out
 
     def rebase(self, refunded: int) -> Settlement:
         """The same awards on the net base ``gross_base - refunded`` (floored at 0)."""
