@@ -50,9 +50,19 @@ from pydantic import Field
 
 from cps_engine.engine import Settlement, compute_events, orders_by_id, refunds_by_order
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
-from cps_engine.models import BindEvent, Event, OrderEvent, PayoutEvent, RefundEvent, RoleEvent, ShareEvent
+from cps_engine.models import (
+    BindEvent,
+    Event,
+    EventsLike,
+    OrderEvent,
+    PayoutEvent,
+    RefundEvent,
+    RoleEvent,
+    ShareEvent,
+    as_events,
+)
 from cps_engine.money import Money
-from cps_engine.policies.base import PolicyConfig
+from cps_engine.policies.registry import PolicyLike, load_policy
 from cps_engine.rules import Share, ThresholdSet, percent_text
 
 __all__ = ["AbuseFinding", "AbuseReport", "AbuseThresholds", "Signal", "abuse_report"]
@@ -333,10 +343,12 @@ def _bursts(evs: list[Event], settlements: dict[str, Settlement], orders: dict[s
     return out
 
 
-def abuse_report(events: Iterable[Event], policy: PolicyConfig, *,
+def abuse_report(events: EventsLike, policy: PolicyLike, *,
                  binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
                  thresholds: AbuseThresholds | None = None) -> AbuseReport:
     """The four abuse signals over a history (see the module docstring and ``docs/abuse.md``)."""
+    policy = load_policy(policy)
+    events = as_events(events)
     evs = sorted(events, key=lambda e: (e.at, e.type, e.id))
     t = thresholds or AbuseThresholds()
     graph = ShareGraph.from_events(evs, binding=binding)

@@ -56,9 +56,20 @@ import networkx as nx
 
 from cps_engine.engine import Settlement, compute_events, orders_by_id, refunds_by_order
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
-from cps_engine.models import BindEvent, Event, OrderEvent, PayoutEvent, RefundEvent, RoleEvent, ShareEvent
+from cps_engine.models import (
+    BindEvent,
+    Event,
+    EventsLike,
+    OrderEvent,
+    PayoutEvent,
+    RefundEvent,
+    RoleEvent,
+    ShareEvent,
+    as_events,
+)
 from cps_engine.money import Money
 from cps_engine.policies.base import PolicyConfig
+from cps_engine.policies.registry import PolicyLike, load_policy
 from cps_engine.rules import DISCLAIMER, PROFILES, RULES, Rule, Thresholds
 
 __all__ = ["ComplianceReport", "EntryPackage", "Finding", "Verdict", "compliance_report", "rule_limit"]
@@ -335,7 +346,7 @@ def _tree_levels(tree: nx.DiGraph[str]) -> list[tuple[int, int, str]]:
     return sorted(out, key=lambda t: (-t[0], -t[1], t[2]))
 
 
-def compliance_report(events: Iterable[Event], policy: PolicyConfig, *,
+def compliance_report(events: EventsLike, policy: PolicyLike, *,
                       binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
                       entry_skus: Iterable[str] = (), jurisdictions: Iterable[str] | None = None,
                       thresholds: Thresholds | None = None) -> ComplianceReport:
@@ -345,6 +356,8 @@ def compliance_report(events: Iterable[Event], policy: PolicyConfig, *,
     ``entry_skus`` are added; undeclared entry packages are looked for as well.  ``jurisdictions``
     (``CN``, ``US``, ``EU``) limits the rules reported; ``thresholds`` overrides the defaults.
     """
+    policy = load_policy(policy)
+    events = as_events(events)
     t = thresholds or Thresholds()
     evs = list(events)
     graph = ShareGraph.from_events(evs, binding=binding)

@@ -22,7 +22,6 @@ With a payee: that payee's line, or the reason they have none.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,9 +31,10 @@ from typing import Any
 from cps_engine.engine import Settlement, compute, refunds_by_order
 from cps_engine.errors import UnknownReference
 from cps_engine.graph import BindingConfig, BindingMode, Link, ShareGraph
-from cps_engine.models import Event, OrderEvent, RefundEvent
+from cps_engine.models import EventsLike, OrderEvent, RefundEvent, as_events
 from cps_engine.money import Money, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import PolicyConfig
+from cps_engine.policies.registry import PolicyLike, load_policy
 
 __all__ = ["Explanation", "LineExplanation", "explain_order"]
 
@@ -267,13 +267,15 @@ def _why_not(payee: str, order: OrderEvent, chain: tuple[Link, ...], gross: Sett
     return f"sits at position {pos} of the chain (nearest first), but {reason}"
 
 
-def explain_order(events: Iterable[Event], policy: PolicyConfig, order_id: str, payee: str | None = None, *,
+def explain_order(events: EventsLike, policy: PolicyLike, order_id: str, payee: str | None = None, *,
                   binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
                   as_of: datetime | None = None) -> Explanation:
     """Explain the lines of ``order_id`` (and why ``payee`` has the line they have, or none).
 
     Raises :class:`~cps_engine.errors.UnknownReference` when the order is not in the events.
     """
+    policy = load_policy(policy)
+    events = as_events(events)
     evs = [ev for ev in events if as_of is None or ev.at <= as_of]
     orders = {ev.id: ev for ev in evs if isinstance(ev, OrderEvent)}
     order = orders.get(order_id)
