@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from cps_engine.errors import CpsError
 
-__all__ = ["BelowMinimumPayout", "InsufficientBalance", "LedgerIntegrityError", "PayoutRefused"]
+__all__ = ["BelowMinimumPayout", "InsufficientBalance", "LedgerIntegrityError", "PayeeHeld", "PayeeNotHeld",
+           "PayoutRefused"]
 
 
 class PayoutRefused(CpsError, ValueError):
@@ -23,6 +24,15 @@ class InsufficientBalance(PayoutRefused):
 
 class BelowMinimumPayout(PayoutRefused):
     """A payout below the minimum payout threshold of its currency."""
+
+
+class PayeeHeld(PayoutRefused):
+    """A payout to a payee held at the payout's time (:meth:`Ledger.hold`): the message names the
+    payee, since when and why; ``field`` is ``payee``."""
+
+
+class PayeeNotHeld(CpsError, ValueError):
+    """A release of a payee who is not held at the release's time."""
 
 
 class LedgerIntegrityError(CpsError, RuntimeError):

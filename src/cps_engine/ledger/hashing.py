@@ -29,11 +29,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cps_engine import merkle
 from cps_engine.errors import ValueOutOfRange
-from cps_engine.models import Event, event_to_json
+from cps_engine.models import event_to_json
+
+if TYPE_CHECKING:
+    from cps_engine.ledger.holds import LedgerEvent as Event  # the programme's events and the ledger's holds
 
 __all__ = [
     "ENCODING_VERSION",
@@ -270,7 +273,7 @@ def payload_and_hash(event: Event) -> tuple[str, str]:
 
 def event_payload(event: Event) -> str:
     """The stored payload of an event: :func:`cps_engine.models.event_to_json` (original values)."""
-    return event_to_json(event)
+    return event_to_json(event)  # type: ignore[arg-type]  # any event model: model_dump, sorted JSON
 
 
 def merkle_root(leaves: Iterable[str]) -> str:

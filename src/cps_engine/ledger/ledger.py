@@ -24,7 +24,7 @@ import json
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,17 @@ from cps_engine.errors import (
 from cps_engine.graph import BindingConfig, BindingMode, to_micros
 from cps_engine.ledger.errors import LedgerIntegrityError
 from cps_engine.ledger.graphs import LedgerGraph
-from cps_engine.ledger.hashing import GENESIS, canonical_json, chain_hash, key_check, payload_hash
+from cps_engine.ledger.hashing import GENESIS, canonical_json, chain_hash, iso_us, key_check, payload_hash
+from cps_engine.ledger.holds import (
+    HOLD_ACCOUNT,
+    HOLD_CURRENCY,
+    HOLD_KINDS,
+    LedgerEvent,
+    PayeeHold,
+    held_since,
+    hold_windows,
+    parse_ledger_event,
+)
 from cps_engine.ledger.planner import Planner
 from cps_engine.ledger.postings import (
     DAY_US,
@@ -51,6 +61,7 @@ from cps_engine.ledger.postings import (
 from cps_engine.ledger.schema import LedgerTables, ensure_schema, schema_version
 from cps_engine.ledger.store import Statements, UnitOfWork, engine_for_url, entry_from_row, sqlite_engine
 from cps_engine.ledger.types import (
+    MAX_US,
     Balance,
     ChainHead,
     Entry,
@@ -75,6 +86,7 @@ from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy
 
 if TYPE_CHECKING:
+    from cps_engine.audit.abuse import AbuseReport
     from cps_engine.ledger.statement import Statement
 
 __all__ = [
@@ -127,7 +139,7 @@ def _nul(value: object) -> bool:
     return fields is not None and any(_nul(v) for v in fields.values())
 
 
-def _clean(ev: Event) -> Event:
+def _clean(ev: LedgerEvent) -> LedgerEvent:
     """``ev`` itself, unless a text field holds a NUL character: PostgreSQL cannot store one (its driver
     would raise an error that is not ours), and no id needs it.  Refused here, for every backend."""
     for name, value in vars(ev).items():
@@ -135,6 +147,17 @@ def _clean(ev: Event) -> Event:
             raise InvalidEvent("a NUL character (\\x00) is not allowed in an event's text", record=ev.id.replace(
                 "\x00", "\\x00"), field=name)
     return ev
+
+
+def _held_entry(e: Entry, windows: list[tuple[int, int]]) -> Entry:
+    """``e`` with its hold end moved to the release of the payee's hold it fell in (commission of orders
+    only: payouts are not held)."""
+    if e.account != "commission" or e.order is None or e.available_us is None:
+        return e
+    for a, b in windows:
+        if a <= e.available_us < b:
+            return replace(e, available_us=b)
+    return e
 
 
 def _text_arg(value: str | None, field: str) -> None:
@@ -390,7 +413,7 @@ class Ledger:
         _GRAPHS.get(engine, {}).pop(qualified, None)
 
     # ------------------------------------------------------------------ recording
-    def record(self, event: Event | Mapping[str, Any], *, strict: bool = False) -> Recorded:
+    def record(self, event: LedgerEvent | Mapping[str, Any], *, strict: bool = False) -> Recorded:
         """Record one event; idempotent by ``(type, id)``.
 
         Returns the :class:`Outcome`.  With ``strict=True`` an event that cannot be applied now
@@ -399,11 +422,11 @@ class Ledger:
         :class:`~cps_engine.errors.InvalidEvent` — and nothing is stored.  An event id seen before
         with a different payload raises :class:`~cps_engine.errors.IdempotencyConflict` (never stored).
         """
-        ev = _clean(parse_event(dict(event)) if isinstance(event, Mapping) else parse_event(event))
+        ev = _clean(parse_ledger_event(event))
         with self._tx() as tx:
             return self._planner.record_one(tx, ev, strict)
 
-    def record_many(self, events: Iterable[Event | Mapping[str, Any]], *, batch_size: int = 1000,
+    def record_many(self, events: Iterable[LedgerEvent | Mapping[str, Any]], *, batch_size: int = 1000,
                     progress: Callable[[int], None] | None = None, results: bool = False) -> RecordSummary:
         """Record events in order, ``batch_size`` per transaction (each batch all-or-nothing).
 
@@ -412,7 +435,7 @@ class Ledger:
         :class:`Recorded` (outcome, lines, legs) in ``summary.recorded``, in input order.
         """
         summary = RecordSummary()
-        batch: list[Event] = []
+        batch: list[LedgerEvent] = []
 
         def run() -> None:
             with self._tx() as tx:
@@ -427,20 +450,20 @@ class Ledger:
             batch.clear()
 
         for item in events:
-            batch.append(_clean(parse_event(dict(item)) if isinstance(item, Mapping) else parse_event(item)))
+            batch.append(_clean(parse_ledger_event(item)))
             if len(batch) >= batch_size:
                 run()
         if batch:
             run()
         return summary
 
-    def preflight(self, events: Iterable[Event]) -> list[CpsError]:
+    def preflight(self, events: Iterable[LedgerEvent]) -> list[CpsError]:
         """What recording ``events`` would refuse, found before anything is written (nothing is): an id
         seen before (in the ledger or earlier in ``events``) with another payload, an event dated beyond
         the horizon after the latest one before it, a NUL character.  ``ledger record`` runs it on the
         whole file before its first commit, so a bad event at line 2,501 commits nothing."""
         out: list[CpsError] = []
-        evs: list[Event] = []
+        evs: list[LedgerEvent] = []
         for ev in events:
             try:
                 evs.append(_clean(ev))
@@ -484,6 +507,80 @@ class Ledger:
                          at=datetime.fromisoformat(at) if isinstance(at, str) else at)
         return self.record(ev, strict=True)
 
+    # ------------------------------------------------------------------ holds (see cps_engine.ledger.holds)
+    def hold(self, payee: str, reason: str, *, at: datetime | str, id: str) -> Recorded:
+        """Hold ``payee`` from ``at`` on: their commissions whose hold period ends while they are held
+        stay pending, and payouts dated while they are held are refused with
+        :class:`~cps_engine.ledger.errors.PayeeHeld`.  Recorded as a ``hold`` event (idempotent by
+        ``id``: the same hold again is ``DUPLICATE``, another with the same id an
+        :class:`~cps_engine.errors.IdempotencyConflict`) and a marker entry on the hash chain.
+        Holding a payee already held adds its reason.
+
+        >>> led = Ledger.open(":memory:", policy={"kind": "first_sharer", "rate": "10%"}, hold_days=1)
+        >>> led.hold("amy", "ring finding", at="2026-03-01T00:00:00Z", id="h1").outcome.value
+        'applied'
+        >>> [(h.payee, h.reason) for h in led.holds(as_of="2026-03-02T00:00:00Z")]
+        [('amy', 'ring finding')]
+        """
+        return self.record({"type": "hold", "id": id, "payee": payee, "reason": reason, "at": at}, strict=True)
+
+    def release(self, payee: str, *, at: datetime | str, id: str, reason: str | None = None) -> Recorded:
+        """End ``payee``'s hold at ``at``: what it kept pending becomes available then.  A payee not held
+        at ``at`` is refused with :class:`~cps_engine.ledger.errors.PayeeNotHeld` (nothing stored)."""
+        return self.record({"type": "release", "id": id, "payee": payee, "reason": reason, "at": at}, strict=True)
+
+    def hold_flagged(self, report: AbuseReport, *, at: datetime | str, signals: Iterable[str] | None = None,
+                     id_prefix: str = "abuse") -> RecordSummary:
+        """Hold every person named by a finding of an abuse report (:func:`cps_engine.audit.abuse_report`)
+        -- optionally only findings of ``signals`` --, one hold per person and finding, with the
+        finding's signal and key as the reason.  The hold ids are ``<id_prefix>:<finding key>:<person>``,
+        so running it again on the same report records nothing new (``DUPLICATE``)."""
+        wanted = None if signals is None else set(signals)
+        events: list[LedgerEvent] = []
+        for f in report.findings:
+            if wanted is not None and f.signal not in wanted:
+                continue
+            for person in f.people:
+                events.append(parse_ledger_event({"type": "hold", "id": f"{id_prefix}:{f.key}:{person}",
+                                                  "payee": person, "reason": f"abuse report: {f.signal} {f.key}",
+                                                  "at": at}))
+        return self.record_many(events, results=True)
+
+    def _markers(self, conn: sa.Connection, payee: str | None, until: int | None = None) -> list[Any]:
+        t, e = self.tables.entries, self.tables.events
+        q = (sa.select(t.c.payee, t.c.kind, t.c.effective_us, e.c.event_id, e.c.payload)
+             .join(e, e.c.seq == t.c.event_seq)
+             .where(t.c.account == HOLD_ACCOUNT, t.c.currency == HOLD_CURRENCY))
+        if payee is not None:
+            q = q.where(t.c.payee == payee)
+        if until is not None:
+            q = q.where(t.c.effective_us <= until)
+        return list(conn.execute(q.order_by(t.c.seq)))
+
+    def _has_holds(self, conn: sa.Connection) -> bool:
+        e = self.tables.events
+        return conn.execute(sa.select(e.c.seq).where(e.c.kind == "hold").limit(1)).first() is not None
+
+    def holds(self, payee: str | None = None, *, as_of: datetime | str | int | None = None) -> list[PayeeHold]:
+        """The payees held as of ``as_of`` (default now), sorted by payee: since when, and the hold events
+        (id, reason) of the hold in force."""
+        at = as_micros(as_of)
+        _text_arg(payee, "payee")
+        with self._read() as conn:
+            rows = self._markers(conn, payee, at) if self._has_holds(conn) else []
+        by_payee: dict[str, list[Any]] = {}
+        for r in rows:
+            by_payee.setdefault(r.payee, []).append(r)
+        out = []
+        for p, marks in sorted(by_payee.items()):
+            since = held_since([(m.kind, int(m.effective_us)) for m in marks], at)
+            if since is None:
+                continue
+            holds = tuple((m.event_id, json.loads(m.payload)["reason"]) for m in marks
+                          if m.kind == "hold" and since <= int(m.effective_us))
+            out.append(PayeeHold(p, since, holds))
+        return out
+
     def _fault(self, stage: str) -> None:
         if self.fault_hook is not None:
             self.fault_hook(stage)
@@ -525,7 +622,7 @@ class Ledger:
         rows = conn.execute(sa.select(t.c.payload).where(t.c.seq > seq, t.c.kind.in_(("share", "bind")))
                             .order_by(t.c.seq))
         for (payload,) in rows:
-            ev = parse_event(json.loads(payload))
+            ev = parse_ledger_event(json.loads(payload))
             assert isinstance(ev, (ShareEvent, BindEvent))
             g.catch_up(ev)
         g.token = (last_seq, last_hash)
@@ -579,21 +676,49 @@ class Ledger:
         def total(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
             return sa.func.coalesce(sa.func.sum(sa.case((cond, g.c.s), else_=0)), 0)
 
-        q = (sa.select(g.c.payee, g.c.currency, total(com & (g.c.available_us > at)),
-                       total(com & (g.c.available_us <= at)), total(g.c.account == "paid"), total(g.c.account == "fee"),
-                       total(com & g.c.order_id.is_not(None) & (g.c.s > 0)),
-                       total(com & g.c.order_id.is_not(None) & (g.c.s < 0)))
-             .group_by(g.c.payee, g.c.currency).order_by(g.c.payee, g.c.currency))
         with self._read() as conn:
+            held = self._held_since(payee, at) if self._has_holds(conn) else None
+            if held is None:
+                q = (sa.select(g.c.payee, g.c.currency, total(com & (g.c.available_us > at)),
+                               total(com & (g.c.available_us <= at)), total(g.c.account == "paid"),
+                               total(g.c.account == "fee"), total(com & g.c.order_id.is_not(None) & (g.c.s > 0)),
+                               total(com & g.c.order_id.is_not(None) & (g.c.s < 0)), sa.null())
+                     .group_by(g.c.payee, g.c.currency).order_by(g.c.payee, g.c.currency))
+            else:  # a held payee's commission whose hold period ended since the hold began stays pending
+                kept = com & g.c.order_id.is_not(None) & held.c.since.is_not(None) & (g.c.available_us >= held.c.since)
+                q = (sa.select(g.c.payee, g.c.currency, total(com & ((g.c.available_us > at) | kept)),
+                               total(com & (g.c.available_us <= at) & ~kept), total(g.c.account == "paid"),
+                               total(g.c.account == "fee"), total(com & g.c.order_id.is_not(None) & (g.c.s > 0)),
+                               total(com & g.c.order_id.is_not(None) & (g.c.s < 0)), sa.func.max(held.c.since))
+                     .select_from(g.outerjoin(held, held.c.payee == g.c.payee))
+                     .group_by(g.c.payee, g.c.currency).order_by(g.c.payee, g.c.currency))
             rows = conn.execute(q).all()
         out = []
-        for p, cur, *values in rows:
+        for p, cur, *values, since in rows:
             pending, available, paid, fee, earned, rev = (int(v) for v in values)
             if not any((pending, available, paid, fee, earned, rev)):
                 continue
             out.append(Balance(p, cur, Money(pending, cur), Money(available, cur), Money(paid, cur), Money(fee, cur),
-                               Money(earned, cur), Money(-rev, cur)))
+                               Money(earned, cur), Money(-rev, cur), None if since is None else int(since)))
         return out
+
+    def _held_since(self, payee: str | None, at: int) -> sa.Subquery:
+        """``(payee, since)`` of every payee held at ``at``: the earliest hold after their last release
+        (:func:`cps_engine.ledger.holds.held_since` in SQL, over the marker entries)."""
+        t = self.tables.entries
+        m, r = t.alias("hold_m"), t.alias("hold_r")
+
+        def marks(a: Any, kind: str) -> list[sa.ColumnElement[bool]]:
+            cond = [a.c.account == HOLD_ACCOUNT, a.c.currency == HOLD_CURRENCY, a.c.kind == kind,
+                    a.c.effective_us <= at]
+            return cond + ([a.c.payee == payee] if payee is not None else [])
+
+        last = sa.select(r.c.payee, sa.func.max(r.c.effective_us).label("r")).where(*marks(r, "release")) \
+            .group_by(r.c.payee).subquery("hold_last")
+        return (sa.select(m.c.payee, sa.func.min(m.c.effective_us).label("since"))
+                .select_from(m.outerjoin(last, last.c.payee == m.c.payee))
+                .where(*marks(m, "hold"), last.c.r.is_(None) | (m.c.effective_us > last.c.r))
+                .group_by(m.c.payee).subquery("held"))
 
     def balance(self, payee: str, currency: str, *, as_of: datetime | str | int | None = None) -> Balance:
         """One payee's balance in one currency (zeros when the payee has no entries)."""
@@ -601,13 +726,15 @@ class Ledger:
         if rows:
             return rows[0]
         z = Money(0, currency)
-        return Balance(payee, currency, z, z, z, z, z, z)
+        held = self.holds(payee, as_of=as_of)
+        return Balance(payee, currency, z, z, z, z, z, z, held[0].since_us if held else None)
 
     def entries(self, *, order: str | None = None, payee: str | None = None,
                 start: datetime | str | int | None = None, end: datetime | str | int | None = None,
-                event: tuple[str, str] | None = None) -> list[Entry]:
+                event: tuple[str, str] | None = None, holds: bool = False) -> list[Entry]:
         """Stored entries, in log order, filtered by order, payee, event key and/or effective time in
-        ``[start, end)``."""
+        ``[start, end)``.  The marker entries of holds and releases (account ``hold``, amount 0; see
+        :mod:`cps_engine.ledger.holds`) are left out unless ``holds=True``: every other entry moves money."""
         t, e = self.tables.entries, self.tables.events
         _text_arg(order, "order")
         _text_arg(payee, "payee")
@@ -622,6 +749,8 @@ class Ledger:
             q = q.where(t.c.effective_us < as_micros(end))
         if event is not None:
             q = q.where(e.c.kind == event[0], e.c.event_id == event[1])
+        if not holds:
+            q = q.where(t.c.account != HOLD_ACCOUNT)
         with self._read() as conn:
             return [entry_from_row(r) for r in conn.execute(q.order_by(t.c.seq))]
 
@@ -663,10 +792,30 @@ class Ledger:
                              tuple(awards_from_json(row.awards)), row.config_hash, row.policy_label, row.rounding)
 
     def statement(self, payee: str, start: datetime | str | int, end: datetime | str | int) -> Statement:
-        """The payee's statement for ``[start, end)`` (see :mod:`cps_engine.ledger.statement`)."""
-        from cps_engine.ledger.statement import build_statement
+        """The payee's statement for ``[start, end)`` (see :mod:`cps_engine.ledger.statement`).
 
-        return build_statement(self, payee, start, end)
+        For a payee held at some time before ``end``, commission whose hold period ended while they were
+        held is released (pending -> available) when the hold was released, not before (an unreleased
+        hold: not in the statement); the manifest then lists the holds (``holds``: since, until, reasons)."""
+        from cps_engine.ledger.statement import statement_of
+
+        s, e = as_micros(start, default_now=False), as_micros(end, default_now=False)
+        entries = self.entries(payee=payee, end=e)
+        with self._read() as conn:
+            marks = self._markers(conn, payee) if self._has_holds(conn) else []
+        windows = hold_windows([(m.kind, int(m.effective_us)) for m in marks], max(e, MAX_US - 1))
+        if windows:
+            entries = [_held_entry(x, windows) for x in entries]
+        st = statement_of(entries, payee, s, e, chain_head=self.chain_head(),
+                          rounding=sorted({t.policy.rounding.value for t in self.terms}))
+        shown = [(a, b) for a, b in windows if a < e and b > s]
+        if shown:
+            st.manifest["holds"] = [
+                {"since": iso_us(a), "until": None if b >= e else iso_us(b),
+                 "reasons": [json.loads(m.payload)["reason"] for m in marks
+                             if m.kind == "hold" and a <= int(m.effective_us) < b]}
+                for a, b in shown]
+        return st
 
     def parked(self) -> list[ParkedEvent]:
         """Events kept but not applied: ``status`` ``parked`` (waiting for ``waits_for``) or ``rejected``."""
@@ -684,7 +833,8 @@ class Ledger:
         """Every event the ledger has applied, in the order it recorded them (parked and rejected
         events left out): the input an auditor replays to rebuild a statement from this ledger."""
         ev, p = self.tables.events, self.tables.parked
-        query = (sa.select(ev.c.payload).where(ev.c.seq.not_in(sa.select(p.c.event_seq)))
+        query = (sa.select(ev.c.payload).where(ev.c.seq.not_in(sa.select(p.c.event_seq)),
+                                               ev.c.kind.not_in(HOLD_KINDS))
                  .order_by(ev.c.seq))
         with self._read() as conn:
             payloads = conn.execute(query).scalars().all()
@@ -741,4 +891,8 @@ class Ledger:
             rows = sorted((tuple("" if v is None else v for v in r[:6]), int(r[6])) for r in conn.execute(q))
         positions = [[*k, total] for k, total in rows if total]
         parked = sorted([p.kind, p.id, p.status] for p in self.parked())
-        return hashlib.sha256(canonical_json({"positions": positions, "parked": parked}).encode()).hexdigest()
+        with self._read() as conn:
+            holds = sorted([m.payee, m.kind, int(m.effective_us)] for m in self._markers(conn, None)) \
+                if self._has_holds(conn) else None
+        return hashlib.sha256(canonical_json({"positions": positions, "parked": parked, "holds": holds})
+                              .encode()).hexdigest()

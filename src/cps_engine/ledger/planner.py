@@ -25,9 +25,10 @@ from cps_engine.errors import (
     ValueOutOfRange,
 )
 from cps_engine.graph import to_micros
-from cps_engine.ledger.errors import BelowMinimumPayout, InsufficientBalance
+from cps_engine.ledger.errors import BelowMinimumPayout, InsufficientBalance, PayeeHeld, PayeeNotHeld
 from cps_engine.ledger.graphs import LedgerGraph, Missing, Refused
 from cps_engine.ledger.hashing import iso_us, payload_and_hash
+from cps_engine.ledger.holds import HOLD_ACCOUNT, HOLD_CURRENCY, HoldEvent, LedgerEvent, ReleaseEvent, held_since
 from cps_engine.ledger.postings import (
     DAY_US,
     Leg,
@@ -150,17 +151,18 @@ class Store(Protocol):
     latest_event: int | None
 
     def lookup(self, key: tuple[str, str]) -> tuple[int, str] | None: ...
-    def insert_event(self, ev: Event, h: str, payload: str | None = None) -> int: ...
-    def event_at(self, seq: int) -> Event: ...
+    def insert_event(self, ev: LedgerEvent, h: str, payload: str | None = None) -> int: ...
+    def event_at(self, seq: int) -> LedgerEvent: ...
     def order_event(self, seq: int) -> OrderEvent: ...
-    def post(self, event_seq: int, ev: Event, legs: Sequence[Leg]) -> None: ...
+    def post(self, event_seq: int, ev: LedgerEvent, legs: Sequence[Leg]) -> None: ...
+    def hold_markers(self, payee: str) -> list[tuple[str, int]]: ...
     def insert_order(self, st: _OrderState) -> None: ...
     def insert_refund(self, seq: int, ev: RefundEvent, at: int, minor: int) -> None: ...
     def order_state(self, order_id: str) -> _OrderState | None: ...
     def revision_legs(self, st: _OrderState) -> list[tuple[Any, ...]]: ...
     def payout_funds(self, payee: str, currency: str, at: int) -> int: ...
     def orders_from(self, at: int, buyer: str | None) -> list[str]: ...
-    def park(self, seq: int, ev: Event, plan: _Park) -> None: ...
+    def park(self, seq: int, ev: LedgerEvent, plan: _Park) -> None: ...
     def unpark(self, seq: int, live: bool) -> None: ...
     def parked_waiting(self, keys: Sequence[str]) -> list[tuple[int, str]]: ...
 
@@ -183,7 +185,7 @@ class Planner:
     def graph(self) -> LedgerGraph:
         return self._graph_of()
 
-    def record_one(self, tx: Store, ev: Event, strict: bool) -> Recorded:
+    def record_one(self, tx: Store, ev: LedgerEvent, strict: bool) -> Recorded:
         payload, h = payload_and_hash(ev)
         seen = tx.lookup(ev.key)
         if seen is not None:
@@ -215,7 +217,7 @@ class Planner:
         lines = plan.lines if isinstance(plan, _OrderPlan) else ()
         return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released), lines, tuple(tx.legs[mark:]))
 
-    def check_horizon(self, ev: Event, latest: int | None) -> None:
+    def check_horizon(self, ev: LedgerEvent, latest: int | None) -> None:
         """Refuse (typed, nothing stored) an event dated beyond the horizon after the latest event: a
         typo such as 2062 would otherwise become the ledger's "latest event", and new terms could only
         take effect after it."""
@@ -228,7 +230,15 @@ class Planner:
                                   "ledger with a larger horizon_days, or None, to record it)", record=ev.id, field="at")
 
     # ------------------------------------------------------------------ planning (no writes)
-    def _plan(self, tx: Store, ev: Event) -> _Plan:
+    def _plan(self, tx: Store, ev: LedgerEvent) -> _Plan:
+        if isinstance(ev, HoldEvent):  # a hold always applies (holding a held payee adds its reason)
+            return None
+        if isinstance(ev, ReleaseEvent):
+            at = to_micros(ev.at)
+            if held_since(tx.hold_markers(ev.payee), at) is None:
+                return _Park(None, f"payee {ev.payee!r} is not held at {iso_us(at)}: nothing to release",
+                             PayeeNotHeld, "payee")
+            return None
         if isinstance(ev, ShareEvent):
             share = self.graph.check_share(ev)
             if isinstance(share, Missing):
@@ -259,7 +269,7 @@ class Planner:
         if isinstance(chain, Refused):
             return _Park(None, chain.reason, chain.error, chain.field)
         try:
-            settlement = compute(ev, chain, policy)
+            settlement = compute(ev, policy, chain=chain)
         except CpsError as exc:
             return _Park(None, str(exc), type(exc), exc.field)
         amounts = [0] * len(settlement.awards)
@@ -315,6 +325,10 @@ class Planner:
     def _plan_payout(self, tx: Store, ev: PayoutEvent) -> _Park | int:
         at = to_micros(ev.at)
         rules = self.terms_at(at).rules
+        since = held_since(tx.hold_markers(ev.payee), at)
+        if since is not None:
+            return _Park(None, f"payee {ev.payee!r} is held since {iso_us(since)}: no payout to them until they "
+                               "are released", PayeeHeld, "payee")
         minor = parse_amount(ev.amount, ev.currency)
         low = rules.minimum(ev.currency)
         if minor < low:
@@ -328,7 +342,10 @@ class Planner:
         return rules.fee(minor, ev.currency)
 
     # ------------------------------------------------------------------ applying
-    def _apply(self, tx: Store, seq: int, ev: Event, plan: _Plan) -> list[str]:
+    def _apply(self, tx: Store, seq: int, ev: LedgerEvent, plan: _Plan) -> list[str]:
+        if isinstance(ev, (HoldEvent, ReleaseEvent)):  # one marker entry on the chain, no money
+            tx.post(seq, ev, [Leg(ev.type, HOLD_ACCOUNT, ev.payee, HOLD_CURRENCY, 0, to_micros(ev.at))])
+            return []
         if isinstance(ev, ShareEvent):
             self.graph.add_share(ev)
             tx.cache_touched = True

@@ -19,6 +19,7 @@ from cps_engine.errors import (
 )
 from cps_engine.graph import to_micros
 from cps_engine.ledger.hashing import GENESIS, event_payload
+from cps_engine.ledger.holds import HOLD_ACCOUNT, HOLD_CURRENCY, LedgerEvent, parse_ledger_event
 from cps_engine.ledger.planner import _OrderState, _Park
 from cps_engine.ledger.postings import (
     Leg,
@@ -28,10 +29,8 @@ from cps_engine.ledger.postings import (
 from cps_engine.ledger.schema import LedgerTables
 from cps_engine.ledger.types import Entry
 from cps_engine.models import (
-    Event,
     OrderEvent,
     RefundEvent,
-    parse_event,
 )
 from cps_engine.money import Rounding
 
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENTRY_COLUMNS", "Statements", "UnitOfWork", "engine_for_url", "entry_from_row", "sqlite_engine"]
 
-_RANK = {"share": 0, "bind": 1, "order": 2, "refund": 3, "payout": 4, "role": 5}
+_RANK = {"share": 0, "bind": 1, "order": 2, "refund": 3, "payout": 4, "role": 5, "hold": 6, "release": 7}
 ENTRY_COLUMNS: Final = ("seq", "event_seq", "kind", "account", "payee", "currency", "amount", "order_id", "revision",
                         "line", "level", "rate", "config_hash", "effective_us", "available_us", "hash")
 _MIN_US = -(2**62)
@@ -130,7 +129,8 @@ class Statements:
         live = sa.select(sa.func.count()).select_from(p).where(p.c.waits_for.is_not(None)).scalar_subquery()
         latest = sa.select(sa.func.max(o.c.at_us)).scalar_subquery()
         latest_event = sa.select(sa.func.max(ev.c.at_us)).scalar_subquery()
-        self.start = sa.select(last_ev, last_eh, last_en, last_hh, terms, live, latest, latest_event)
+        any_hold = sa.select(ev.c.seq).where(ev.c.kind == "hold").limit(1).scalar_subquery()
+        self.start = sa.select(last_ev, last_eh, last_en, last_hh, terms, live, latest, latest_event, any_hold)
         self.prefetch = sa.select(ev.c.event_id, ev.c.seq, ev.c.payload_hash).where(
             ev.c.kind == bp("kind"), ev.c.event_id.in_(bp("ids", expanding=True)))
         self.lookup = sa.select(ev.c.seq, ev.c.payload_hash).where(ev.c.kind == bp("kind"), ev.c.event_id == bp("id"))
@@ -165,6 +165,8 @@ class Statements:
         base = sa.select(o.c.order_id).where(o.c.at_us >= bp("at", type_=sa.BigInteger), o.c.revision == 0)
         self.orders_from = base.order_by(o.c.at_us, o.c.order_id)
         self.orders_from_buyer = base.where(o.c.buyer == bp("buyer")).order_by(o.c.at_us, o.c.order_id)
+        self.hold_markers = sa.select(en.c.kind, en.c.effective_us).where(
+            en.c.payee == bp("payee"), en.c.currency == HOLD_CURRENCY, en.c.account == HOLD_ACCOUNT)
         self.park = p.insert()
         self.unpark = p.delete().where(p.c.event_seq == bp("seq"))
         self.waiting = sa.select(p.c.event_seq, p.c.at_us, p.c.kind, p.c.event_id, p.c.waits_for).where(
@@ -188,7 +190,10 @@ class UnitOfWork:
         self.latest_order = _MIN_US
         self.latest_event: int | None = None
         self.known: dict[tuple[str, str], tuple[int, str] | None] = {}
-        self.events: dict[int, Event] = {}
+        self.events: dict[int, LedgerEvent] = {}
+        #: hold markers per payee read (or posted) in this transaction; ``any_hold``: the ledger has holds
+        self.holds: dict[str, list[tuple[str, int]]] = {}
+        self.any_hold = False
         self.orders: dict[str, _OrderState | None] = {}
         self.rows_events: list[dict[str, Any]] = []
         self.rows_orders: list[dict[str, Any]] = []
@@ -209,11 +214,12 @@ class UnitOfWork:
         if int(row[4] or 0) != len(self.ledger._terms):
             self.ledger._load_terms(conn)
         self.parked_live = int(row[5] or 0)
+        self.any_hold = row[8] is not None
         self.ledger._refresh(conn, self.event_seq, row[1] or "")
         self.start_token = self.ledger.graph.token
 
     # ------------------------------------------------------------------ events
-    def prefetch(self, events: Sequence[Event]) -> None:
+    def prefetch(self, events: Sequence[LedgerEvent]) -> None:
         by_kind: dict[str, set[str]] = {}
         for ev in events:
             if ev.key not in self.known:
@@ -266,7 +272,7 @@ class UnitOfWork:
             self.known[key] = (int(row[0]), row[1]) if row else None
         return self.known[key]
 
-    def insert_event(self, ev: Event, h: str, payload: str | None = None) -> int:
+    def insert_event(self, ev: LedgerEvent, h: str, payload: str | None = None) -> int:
         self.event_seq += 1
         seq = self.event_seq
         self.known[ev.key] = (seq, h)
@@ -278,11 +284,11 @@ class UnitOfWork:
         self.ledger.graph.token = (seq, h)
         return seq
 
-    def event_at(self, seq: int) -> Event:
+    def event_at(self, seq: int) -> LedgerEvent:
         ev = self.events.get(seq)
         if ev is None:
             payload = self.conn.execute(self.sql.payload, {"seq": seq}).scalar_one()
-            ev = self.events[seq] = parse_event(json.loads(payload))
+            ev = self.events[seq] = parse_ledger_event(json.loads(payload))
         return ev
 
     def order_event(self, seq: int) -> OrderEvent:
@@ -291,9 +297,13 @@ class UnitOfWork:
         return ev
 
     # ------------------------------------------------------------------ postings
-    def post(self, event_seq: int, ev: Event, legs: Sequence[Leg]) -> None:
+    def post(self, event_seq: int, ev: LedgerEvent, legs: Sequence[Leg]) -> None:
         key = f"{ev.type}:{ev.id}"
-        all_legs = [leg for leg in legs if leg.amount] + merchant_legs(legs)
+        all_legs = [leg for leg in legs if leg.amount or leg.account == HOLD_ACCOUNT] + merchant_legs(legs)
+        for leg in legs:
+            if leg.account == HOLD_ACCOUNT and leg.payee is not None:
+                self.hold_markers(leg.payee).append((leg.kind, leg.effective_us))
+                self.any_hold = True
         rows = self.rows_entries
         chain = self.ledger._chain
         self.legs += [leg for leg in legs if leg.amount and leg.payee is not None]
@@ -349,6 +359,14 @@ class UnitOfWork:
         rows = self.conn.execute(self.sql.revision_legs, {"order": st.order_id})
         return [(p, int(li), int(lv), rate, ch, int(eff), int(av), int(s)) for p, li, lv, rate, ch, eff, av, s in rows]
 
+    def hold_markers(self, payee: str) -> list[tuple[str, int]]:
+        """The payee's hold and release markers ``(kind, time)`` (see :mod:`cps_engine.ledger.holds`)."""
+        found = self.holds.get(payee)
+        if found is None:
+            found = self.holds[payee] = [] if not self.any_hold else [
+                (k, int(t)) for k, t in self.conn.execute(self.sql.hold_markers, {"payee": payee})]
+        return found
+
     def payout_funds(self, payee: str, currency: str, at: int) -> int:
         """Available commission at ``at`` less every payout already made (whatever its date)."""
         self.flush()
@@ -363,7 +381,7 @@ class UnitOfWork:
         return [r[0] for r in self.conn.execute(self.sql.orders_from_buyer, {"at": at, "buyer": buyer})]
 
     # ------------------------------------------------------------------ parked
-    def park(self, seq: int, ev: Event, plan: _Park) -> None:
+    def park(self, seq: int, ev: LedgerEvent, plan: _Park) -> None:
         self.conn.execute(self.sql.park, [{
             "event_seq": seq, "kind": ev.type, "event_id": ev.id, "at_us": to_micros(ev.at), "status": plan.status,
             "waits_for": plan.waits_for, "reason": plan.reason}])

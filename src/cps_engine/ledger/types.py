@@ -107,12 +107,21 @@ class Balance:
     fee: Money
     earned: Money
     reversed: Money
+    #: when the payee's hold in force at the balance's time began (µs; ``None``: not held); while held,
+    #: commission whose hold period ended since then is counted pending (:mod:`cps_engine.ledger.holds`)
+    held_since_us: int | None = None
 
     def as_json(self) -> dict[str, str]:
-        """Decimal strings, e.g. ``{"payee": "bob", "currency": "CNY", "pending": "10.00", ...}``."""
-        return {"payee": self.payee, "currency": self.currency, "pending": str(self.pending.amount),
-                "available": str(self.available.amount), "paid": str(self.paid.amount),
-                "fee": str(self.fee.amount)}
+        """Decimal strings, e.g. ``{"payee": "bob", "currency": "CNY", "pending": "10.00", ...}``; a held
+        payee also has ``held_since`` (ISO time)."""
+        out = {"payee": self.payee, "currency": self.currency, "pending": str(self.pending.amount),
+               "available": str(self.available.amount), "paid": str(self.paid.amount),
+               "fee": str(self.fee.amount)}
+        if self.held_since_us is not None:
+            from cps_engine.ledger.hashing import iso_us
+
+            out["held_since"] = iso_us(self.held_since_us)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

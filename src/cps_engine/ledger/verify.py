@@ -52,9 +52,9 @@ import sqlalchemy as sa
 from cps_engine.errors import CpsError
 from cps_engine.graph import to_micros
 from cps_engine.ledger.hashing import GENESIS, chain_hash, payload_hash
+from cps_engine.ledger.holds import LedgerEvent, parse_ledger_event
 from cps_engine.ledger.store import ENTRY_COLUMNS, sqlite_engine
 from cps_engine.ledger.types import ChainHead, Verification
-from cps_engine.models import Event, parse_event
 from cps_engine.policies import load_policy
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def verify_ledger(led: Ledger, conn: sa.Connection, *, expect_head: ChainHead | 
         check_chain = False
     # payloads (read first: entries name their event)
     labels: dict[int, str] = {}
-    events: list[Event] = []
+    events: list[LedgerEvent] = []
     readable = True
     for seq, kind, event_id, at_us, payload, stored_hash in conn.execute(
             sa.select(ev.c.seq, ev.c.kind, ev.c.event_id, ev.c.at_us, ev.c.payload, ev.c.payload_hash)
@@ -114,7 +114,7 @@ def verify_ledger(led: Ledger, conn: sa.Connection, *, expect_head: ChainHead | 
         labels[int(seq)] = f"{kind}:{event_id}"
         label = f"event #{seq} ({kind}:{event_id})"
         try:
-            event = parse_event(json.loads(payload))
+            event = parse_ledger_event(json.loads(payload))
         except (CpsError, ValueError) as exc:
             problems.add("payload", f"{label}: the stored payload cannot be read ({str(exc)[:120]})")
             readable = False
@@ -186,7 +186,7 @@ def _rows(conn: sa.Connection, table: sa.Table, bound: sa.ColumnElement[bool], o
     return [tuple(r) for r in conn.execute(sa.select(table).where(bound).order_by(*order))]
 
 
-def _replay(led: Ledger, conn: sa.Connection, events: list[Event], last_event: int, entries: list[Any],
+def _replay(led: Ledger, conn: sa.Connection, events: list[LedgerEvent], last_event: int, entries: list[Any],
             labels: dict[int, str], problems: _Problems) -> None:
     from cps_engine.ledger.ledger import Ledger
 
