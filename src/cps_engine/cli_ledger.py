@@ -1,4 +1,5 @@
-"""``cps-engine ledger ...``: record events into a ledger and read balances and statements.
+"""``cps-engine ledger ...``: record events into a ledger, read balances and statements, export it
+(beancount) and print its schema (SQL DDL for a backend's own migrations).
 
 Mounted by the main CLI as ``cps-engine ledger`` (``ledger_app``).  ``--db`` is a SQLite file, or a
 SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``).  Bad input exits with status
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Annotated
 
@@ -38,16 +39,19 @@ from cps_engine.cli_common import (
     write_stdout,
 )
 from cps_engine.errors import InvalidInput
+from cps_engine.ledger.export import EXPORT_FORMATS, write_beancount
 from cps_engine.ledger.hashing import iso_us
 from cps_engine.ledger.ledger import DEFAULT_HORIZON_DAYS, Ledger, sqlite_engine
-from cps_engine.ledger.statement import build_statement
+from cps_engine.ledger.schema import SCHEMA_VERSION, ledger_ddl
+from cps_engine.ledger.statement import build_statement, parse_zone, recorded_zone, zone_label
 from cps_engine.limits import MAX_DAYS
 from cps_engine.models import iter_events
 from cps_engine.textio import CsvWriter
 
 __all__ = ["ledger_app", "open_ledger", "parse_when"]
 
-ledger_app = typer.Typer(name="ledger", help="Commission ledger: record events, balances, statements.",
+ledger_app = typer.Typer(name="ledger", help="Commission ledger: record events, balances, statements, export, "
+                         "schema.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 DbOpt = Annotated[str, typer.Option("--db", help="SQLite file or SQLAlchemy URL")]
 KeyOpt = Annotated[Path | None, typer.Option("--key-file", help="the chain key of a keyed ledger (HMAC-SHA256; "
@@ -206,6 +210,25 @@ def balance_cmd(
     console().print(table)
 
 
+def statement_time(text: str, flag: str, zone: tzinfo, *, end_of_day: bool = False) -> datetime:
+    """``--from``/``--to``: a plain date is midnight in ``zone`` (``end_of_day``: the next midnight); a
+    time without a zone is in ``zone``; a time with one is that time."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), tzinfo=zone)
+    if isinstance(zone, timezone):  # a fixed offset: the common parser, with its messages
+        label = zone_label(zone)
+        return time_option(text, flag, end_of_day=end_of_day, tz="Z" if label == "UTC" else label)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return time_option(text, flag)  # names the flag and what is expected
+    return when if when.tzinfo is not None else when.replace(tzinfo=zone)
+
+
 @ledger_app.command("statement")
 def statement_cmd(
     db: DbOpt,
@@ -213,20 +236,28 @@ def statement_cmd(
     start: Annotated[str, typer.Option("--from", help="first day (or ISO time), inclusive")],
     end: Annotated[str, typer.Option("--to", help="last day (inclusive) or ISO time (exclusive)")],
     fmt: Annotated[str, format_option(CSV_JSON)] = "csv",
-    tz: Annotated[str, typer.Option("--tz", help="zone of plain dates, e.g. +08:00")] = "Z",
+    tz: Annotated[str | None, typer.Option(
+        "--tz", help="the payee's zone: times are shown in it and plain dates are days in it (+08:00, UTC or an "
+        "IANA name such as Asia/Shanghai; default: the UTC offset the payee's events were recorded with, else "
+        "UTC)")] = None,
     key_file: KeyOpt = None,
     prefix: PrefixOpt = "cps_",
 ) -> None:
-    """A payee's statement for a period: opening, every movement, closing (CSV or JSON).
+    """A payee's statement for a period: opening, every movement, closing (CSV or JSON), times in the
+    payee's zone (named in the header: ``tz`` in JSON, the ``tz`` column in CSV).
 
     The ledger is verified first (chain, payloads, replay): a ledger that does not verify gets no
     statement (exit 1), since its figures may not be what was posted."""
-    begin, until = time_option(start, "--from", tz=tz), time_option(end, "--to", end_of_day=True, tz=tz)
     with bad_input_exits(ValueError), database_errors(db):
+        zone = parse_zone(tz) if tz is not None else None
         led = open_ledger(db, prefix=prefix, chain_key=read_key(key_file))
         try:
+            zone, why = (zone, "given") if zone is not None else recorded_zone(led, payee)
+            begin = statement_time(start, "--from", zone)
+            until = statement_time(end, "--to", zone, end_of_day=True)
             check_before_statement(led)
-            st = build_statement(led, payee, begin, until)
+            st = build_statement(led, payee, begin, until, tz=zone)
+            st.tz_source = why
         finally:
             led.close()
         with output_file(None) as out:
@@ -234,6 +265,63 @@ def statement_cmd(
                 st.write_json(out)
             else:
                 st.write_csv(out)  # formula cells neutralised, numbers kept
+
+
+@ledger_app.command("export")
+def export_cmd(
+    db: DbOpt,
+    fmt: Annotated[str, format_option(EXPORT_FORMATS, "beancount (plain-text double entry; check it with "
+                                      "bean-check)")] = "beancount",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default or '-': stdout)")]
+    = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", help="zone whose days date the transactions (+08:00, UTC or an IANA name; default: the UTC offset "
+        "the events were recorded with, else UTC)")] = None,
+    assertions: Annotated[bool, typer.Option(
+        "--assertions/--no-assertions", help="end with balance assertions holding the ledger's own balances")] = True,
+    key_file: KeyOpt = None,
+    prefix: PrefixOpt = "cps_",
+) -> None:
+    """The whole ledger as a beancount file: accounts per payee (pending, available, paid, fee) and the
+    merchant's expense, one transaction per event with its id and entry hashes in metadata.
+
+    The ledger is verified first, as for a statement: a ledger that does not verify is not exported."""
+    with bad_input_exits(ValueError), database_errors(db):
+        zone = parse_zone(tz) if tz is not None else None
+        led = open_ledger(db, prefix=prefix, chain_key=read_key(key_file))
+        try:
+            check_before_statement(led, "export")
+            with output_file(output) as out:
+                write_beancount(led, out, tz=zone, assertions=assertions)
+        finally:
+            led.close()
+
+
+SCHEMA_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+@ledger_app.command("schema")
+def schema_cmd(
+    dialect: Annotated[str, choice("--dialect", SCHEMA_DIALECTS, "the database the SQL is for")],
+    prefix: PrefixOpt = "cps_",
+    schema: Annotated[str | None, typer.Option("--schema", help="a PostgreSQL schema to create the tables in "
+                                               "(it must exist)")] = None,
+    tables: Annotated[bool, typer.Option("--tables/--no-tables", help="CREATE TABLE and CREATE INDEX statements "
+                                         "(--no-tables: only what comes after them, for a migration whose tables "
+                                         "an autogenerate wrote)")] = True,
+    protect: Annotated[bool, typer.Option("--protect/--no-protect", help="the triggers refusing UPDATE and DELETE "
+                                          "on the append-only tables")] = True,
+) -> None:
+    """The SQL creating a ledger (tables, indexes, append-only triggers, its first rows), compiled for a
+    dialect without any database: for a backend that creates its tables through its own migrations.
+
+    A ledger opened on a database where this ran finds its schema complete and creates nothing."""
+    with bad_input_exits(ValueError):
+        statements = ledger_ddl(dialect, prefix=prefix, schema=schema, tables=tables, protect=protect)
+    parts = ["tables and indexes"] * tables + ["append-only triggers"] * protect + ["lock row, schema_version last"]
+    head = (f"-- cps-engine ledger schema {SCHEMA_VERSION} for {dialect}, prefix {prefix}"
+            f"{f', schema {schema}' if schema else ''}: {', '.join(parts)}\n")
+    write_stdout(head + "".join(f"\n{statement};\n" for statement in statements))
 
 
 @ledger_app.command("parked")
@@ -249,14 +337,14 @@ def parked_cmd(db: DbOpt, prefix: PrefixOpt = "cps_") -> None:
                                          "reason": p.reason}, ensure_ascii=False) + "\n" for p in rows))
 
 
-def check_before_statement(led: Ledger) -> None:
-    """Refuse (exit 1) a statement from a ledger that does not verify; warn when a keyed chain could
-    not be checked for want of its key (the events and entries were still checked by replay)."""
+def check_before_statement(led: Ledger, what: str = "statement") -> None:
+    """Refuse (exit 1) a statement (or an export) from a ledger that does not verify; warn when a keyed
+    chain could not be checked for want of its key (the events and entries were still checked by replay)."""
     v = led.verify()
     for p in v.problems[:10]:
         err.print(f"- {safe(p)}", highlight=False, soft_wrap=True)
     if v.problems:
-        err.print("error: the ledger does not verify (see `cps-engine ledger verify`): no statement is issued from it",
+        err.print(f"error: the ledger does not verify (see `cps-engine ledger verify`): no {what} is issued from it",
                   highlight=False)
         raise typer.Exit(1)
     for u in v.unchecked:

@@ -39,10 +39,12 @@ from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from cps_engine.errors import CpsError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LedgerSchemaError", "LedgerTables", "ensure_schema", "schema_version"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LedgerSchemaError", "LedgerTables", "ensure_schema", "ledger_ddl",
+           "ledger_metadata", "protect_statements", "schema_version"]
 
 SCHEMA_VERSION: Final = 2
 
@@ -221,37 +223,104 @@ def ensure_schema(conn: sa.Connection, t: LedgerTables, *, protect: bool = True)
     return found
 
 
-def _protect(conn: sa.Connection, t: LedgerTables) -> None:
-    """Triggers refusing UPDATE and DELETE on the append-only tables."""
-    dialect = conn.dialect.name
+def protect_statements(dialect: str, t: LedgerTables) -> list[str]:
+    """The SQL of the triggers refusing UPDATE and DELETE on the append-only tables (PostgreSQL: and
+    TRUNCATE), for ``dialect`` (``sqlite``, ``postgresql``, ``mysql``/``mariadb``); plain SQL, one
+    statement each (a ``%`` is a ``%``)."""
     tables = [getattr(t, name) for name in _APPEND_ONLY]
+    out: list[str] = []
     if dialect == "sqlite":
         for table in tables:
             for op in ("UPDATE", "DELETE"):
-                conn.exec_driver_sql(
-                    f"CREATE TRIGGER IF NOT EXISTS {table.name}_no_{op.lower()} BEFORE {op} ON {table.name} "
-                    f"BEGIN SELECT RAISE(ABORT, 'cps ledger: {table.name} is append-only'); END")
+                out.append(f"CREATE TRIGGER IF NOT EXISTS {table.name}_no_{op.lower()} BEFORE {op} ON {table.name} "
+                           f"BEGIN SELECT RAISE(ABORT, 'cps ledger: {table.name} is append-only'); END")
     elif dialect == "postgresql":
         fn = f"{t.qualified(t.lock)}_append_only"
-        conn.exec_driver_sql(
-            f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'cps ledger: %% is append-only', TG_TABLE_NAME; END $$")
+        out.append(f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   "RAISE EXCEPTION 'cps ledger: % is append-only', TG_TABLE_NAME; END $$")
         for table in tables:
             name = t.qualified(table)
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table.name}_append_only ON {name}")
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table.name}_no_truncate ON {name}")
-            conn.exec_driver_sql(f"CREATE TRIGGER {table.name}_append_only BEFORE UPDATE OR DELETE ON {name} "
-                                 f"FOR EACH ROW EXECUTE FUNCTION {fn}()")
-            conn.exec_driver_sql(f"CREATE TRIGGER {table.name}_no_truncate BEFORE TRUNCATE ON {name} "
-                                 f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}()")
+            out += [f"DROP TRIGGER IF EXISTS {table.name}_append_only ON {name}",
+                    f"DROP TRIGGER IF EXISTS {table.name}_no_truncate ON {name}",
+                    f"CREATE TRIGGER {table.name}_append_only BEFORE UPDATE OR DELETE ON {name} "
+                    f"FOR EACH ROW EXECUTE FUNCTION {fn}()",
+                    f"CREATE TRIGGER {table.name}_no_truncate BEFORE TRUNCATE ON {name} "
+                    f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"]
     elif dialect in ("mysql", "mariadb"):
-        try:
-            for table in tables:
-                for op in ("UPDATE", "DELETE"):
-                    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table.name}_no_{op.lower()}")
-                    conn.exec_driver_sql(
+        for table in tables:
+            for op in ("UPDATE", "DELETE"):
+                out += [f"DROP TRIGGER IF EXISTS {table.name}_no_{op.lower()}",
                         f"CREATE TRIGGER {table.name}_no_{op.lower()} BEFORE {op} ON {table.name} FOR EACH ROW "
-                        f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cps ledger: {table.name} is append-only'")
-        except sa.exc.DBAPIError as exc:  # e.g. no TRIGGER privilege: the ledger still never updates rows
-            warnings.warn(f"cps ledger: could not create append-only triggers ({exc.orig})", RuntimeWarning,
-                          stacklevel=3)
+                        f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cps ledger: {table.name} is append-only'"]
+    return out
+
+
+def _protect(conn: sa.Connection, t: LedgerTables) -> None:
+    """Triggers refusing UPDATE and DELETE on the append-only tables."""
+    dialect = conn.dialect.name
+    statements = protect_statements(dialect, t)
+    if dialect == "postgresql":  # the driver reads % as a placeholder mark
+        statements = [s.replace("%", "%%") for s in statements]
+    try:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    except sa.exc.DBAPIError as exc:  # e.g. no TRIGGER privilege: the ledger still never updates rows
+        if dialect not in ("mysql", "mariadb"):
+            raise
+        warnings.warn(f"cps ledger: could not create append-only triggers ({exc.orig})", RuntimeWarning,
+                      stacklevel=3)
+
+
+def ledger_metadata(prefix: str = "cps_", schema: str | None = None) -> sa.MetaData:
+    """The SQLAlchemy ``MetaData`` of a ledger's tables, for a backend's own migrations (Alembic:
+    ``target_metadata = [Base.metadata, ledger_metadata()]``); the triggers and first rows the
+    ledger also needs are :func:`ledger_ddl` with ``tables=False``.
+
+    >>> sorted(ledger_metadata("shop_").tables)[:2]
+    ['shop_entries', 'shop_events']
+    """
+    return LedgerTables(prefix, schema).metadata
+
+
+def ledger_ddl(dialect: str | sa.Dialect, *, prefix: str = "cps_", schema: str | None = None, tables: bool = True,
+               protect: bool = True) -> list[str]:
+    """The SQL that creates a ledger, compiled for ``dialect`` (``sqlite``, ``postgresql``, ``mysql``,
+    ``mariadb`` or a SQLAlchemy dialect; no database needed), one statement each, in order:
+    ``CREATE TABLE`` and ``CREATE INDEX`` (``tables``), the append-only triggers (``protect``), the lock
+    row and, last, ``schema_version``.  A ledger opened on the result finds its schema complete and
+    creates nothing (with ``protect=False`` its tables are not protected: the ledger does not add
+    triggers to a schema it finds complete).
+
+    >>> ddl = ledger_ddl("postgresql", prefix="shop_")
+    >>> for line in (ddl[0].splitlines()[0], ddl[1], ddl[-1]): print(line)
+    CREATE TABLE shop_entries (
+    CREATE INDEX shop_entries_event ON shop_entries (event_seq)
+    INSERT INTO shop_meta (key, value) VALUES ('schema_version', '2')
+    """
+    if isinstance(dialect, str):
+        from sqlalchemy.dialects import mysql as my
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        makers: dict[str, Callable[[], sa.Dialect]] = {
+            "sqlite": sqlite.dialect, "postgresql": postgresql.dialect, "mysql": my.dialect,
+            "mariadb": lambda: my.dialect(is_mariadb=True)}
+        if dialect not in makers:
+            raise ValueError(f"dialect {dialect!r} is not one of {', '.join(makers)}")
+        name, dialect = dialect, makers[dialect]()
+    else:
+        name = dialect.name
+    t = LedgerTables(prefix, schema)
+    out: list[str] = []
+
+    def sql(clause: sa.ClauseElement) -> str:
+        return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True})).strip()
+
+    if tables:
+        for table in t.metadata.sorted_tables:
+            out.append(sql(CreateTable(table)))
+            out += [sql(CreateIndex(index)) for index in sorted(table.indexes, key=lambda i: str(i.name))]
+    if protect:
+        out += protect_statements(name, t)
+    out.append(sql(t.lock.insert().values(id=1, n=0)))
+    out.append(sql(t.meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))))
+    return out
