@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
-from cps_engine import Ledger, Money, sqlite_engine
+from cps_engine import Ledger, Money
+from cps_engine.ledger import sqlite_engine
 
 DB = Path("shop.db")
 

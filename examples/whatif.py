@@ -39,7 +39,7 @@ print("biggest loss:", deltas.iloc[-1].to_dict())
 
 # %% The raw lines: one vectorised pass, a pandas frame per policy
 graph = ShareGraph.from_events(events)
-lines = compute_batch(events, graph, policies["3 levels, cap 15%"])
+lines = compute_batch(events, policies["3 levels, cap 15%"], graph=graph)
 by_level = lines.groupby("level")["amount_minor"].agg(["count", "sum"])
 print("\nlines by level (3 levels, cap 15%):")
 print(by_level.to_string())

@@ -30,13 +30,12 @@ from cps_engine import (
     ShareEvent,
     ShareGraph,
     UnknownReference,
-    apply_rate,
     compute_events,
-    format_rate,
     load_policy,
 )
 from cps_engine.batch import _kernels, compute_batch, orders_frame
 from cps_engine.graph import BindingConfig
+from cps_engine.money import apply_rate, format_rate
 from tests.strategies import POLICY_KINDS, Programme, interleaved_programmes, policy_configs, programmes
 
 Row = tuple[str, str, int, int, str, str]
@@ -112,7 +111,7 @@ def test_without_repeats_every_order_is_vectorised(prog: Programme, cfg: dict[st
     exceed its base (the engine trims it; found by a soak with up-rounding on a 1-fen base)."""
     policy = load_policy(cfg)
     graph = ShareGraph.from_events(prog.events, binding=binding)
-    frame = compute_batch(prog.events, policy=policy, graph=graph)
+    frame = compute_batch(prog.events, policy, graph=graph)
     assert rows(frame) == reference(prog.events, policy, binding)
     repeats = {s.id for s in prog.shares if graph.index.repeat[graph.index.share_ids.get(s.id)]}
     if policy.rounding is Rounding.DOWN and not any(o.share in repeats for o in prog.orders):
@@ -174,8 +173,8 @@ def test_without_pyarrow_objects_and_dicts_give_the_same(prog: Programme, cfg: d
     frame = orders_frame(prog.events).astype({"id": object, "buyer": object, "share": object})
     with mock.patch.object(_strings, "pyarrow", lambda: None), mock.patch.object(_kernels, "pyarrow", lambda: None), \
             mock.patch.object(_orders, "pyarrow", lambda: None):
-        got = compute_batch(frame, policy=policy, graph=graph)
-        from_events = compute_batch(prog.events, policy=policy, graph=graph)
+        got = compute_batch(frame, policy, graph=graph)
+        from_events = compute_batch(prog.events, policy, graph=graph)
     assert got["payee"].dtype == object
     assert rows(got) == rows(from_events) == reference(prog.events, policy)
 
@@ -295,26 +294,26 @@ def test_frame_errors_name_the_order_and_column() -> None:
     policy = load_policy({"kind": "first_sharer", "rate": "10%"})
     base = {"id": ["o1", "o2"], "buyer": ["eve", "fay"], "share": ["s4", "s1"], "currency": ["CNY", "CNY"]}
     with pytest.raises(FloatRejected):
-        compute_batch(pd.DataFrame({**base, "amount": [1.5, 2.0]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "amount": [1.5, 2.0]}), policy, graph=graph)
     with pytest.raises(FloatRejected):
-        compute_batch(pd.DataFrame({**base, "amount_minor": [1.5, 2.0]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "amount_minor": [1.5, 2.0]}), policy, graph=graph)
     with pytest.raises(InvalidEvent, match="more decimals") as info:
-        compute_batch(pd.DataFrame({**base, "amount": ["1.00", "2.001"]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "amount": ["1.00", "2.001"]}), policy, graph=graph)
     assert info.value.record == "o2" and info.value.field == "amount"
     with pytest.raises(UnknownReference) as unknown:
-        compute_batch(pd.DataFrame({**base, "share": ["s4", "nope"], "amount_minor": [1, 2]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "share": ["s4", "nope"], "amount_minor": [1, 2]}), policy, graph=graph)
     assert unknown.value.record == "o2" and unknown.value.field == "share"
     with pytest.raises(InvalidEvent, match="unknown currency"):
-        compute_batch(pd.DataFrame({**base, "currency": ["CNY", "XYZ"], "amount_minor": [1, 2]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "currency": ["CNY", "XYZ"], "amount_minor": [1, 2]}), policy, graph=graph)
     with pytest.raises(InvalidEvent, match="negative"):
-        compute_batch(pd.DataFrame({**base, "amount_minor": [1, -2]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "amount_minor": [1, -2]}), policy, graph=graph)
     with pytest.raises(InvalidEvent, match="refunded"):
         compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2]}), policy=policy, graph=graph, refunds={"o1": 5})
     with pytest.raises(InvalidEvent, match="zone"):
         compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2],
                                     "at": pd.to_datetime(["2026-03-01", "2026-03-02"])}), policy=policy, graph=graph)
     with pytest.raises(InvalidEvent, match="strings"):
-        compute_batch(pd.DataFrame({**base, "id": [1, 2], "amount_minor": [1, 2]}), policy=policy, graph=graph)
+        compute_batch(pd.DataFrame({**base, "id": [1, 2], "amount_minor": [1, 2]}), policy, graph=graph)
     with pytest.raises(TypeError, match="ShareGraph"):
         compute_batch(pd.DataFrame({**base, "amount_minor": [1, 2]}), policy=policy)
 
@@ -325,7 +324,7 @@ def test_decimal_and_major_unit_amounts() -> None:
     frame = pd.DataFrame({"id": ["o1", "o2", "o3"], "buyer": ["eve", "fay", "gus"], "share": ["s4", None, "s2"],
                           "amount": [Decimal("10.05"), "7", 3], "currency": ["cny", "CNY", "JPY"],
                           "shipping": [None, "1.00", None]})
-    out = compute_batch(frame, policy=policy, graph=graph)
+    out = compute_batch(frame, policy, graph=graph)
     # o2 has no share and an unknown buyer; o3's 10% of 3 JPY rounds down to 0 (no line)
     assert rows(out) == [("o1", "dan", 1, 100, "CNY", "0.1")]
     assert out["base_minor"].tolist() == [1005]
@@ -340,13 +339,13 @@ def test_per_order_orders_need_a_time() -> None:
     frame = pd.DataFrame({"id": ["o9"], "buyer": ["eve"], "share": [None], "amount_minor": [1000],
                           "currency": ["CNY"]})
     with pytest.raises(InvalidEvent, match="time"):
-        compute_batch(frame, policy=policy, graph=graph)
+        compute_batch(frame, policy, graph=graph)
     frame["at"] = pd.Series([T0 + timedelta(days=1)], dtype="datetime64[ns, UTC]")
-    out = compute_batch(frame, policy=policy, graph=graph)
+    out = compute_batch(frame, policy, graph=graph)
     assert rows(out) == [("o9", "amy", 1, 100, "CNY", "0.1")]
     assert out.attrs["cps_engine"]["per_order"] == 0
     frame["at"] = [(T0 + timedelta(days=1)).isoformat()]  # text times: decided per order
-    out = compute_batch(frame, policy=policy, graph=graph)
+    out = compute_batch(frame, policy, graph=graph)
     assert rows(out) == [("o9", "amy", 1, 100, "CNY", "0.1")]
     assert out.attrs["cps_engine"]["per_order"] == 1
 
@@ -354,7 +353,8 @@ def test_per_order_orders_need_a_time() -> None:
 def test_plugin_policy_without_batch_form_runs_per_order() -> None:
     from typing import Literal
 
-    from cps_engine import Award, PolicyConfig
+    from cps_engine import PolicyConfig
+    from cps_engine.policies import Award
 
     class Everyone(PolicyConfig):
         kind: Literal["batch_test_everyone"] = "batch_test_everyone"

@@ -25,12 +25,11 @@ from cps_engine import (
     Rounding,
     Settlement,
     ShareGraph,
-    apply_rate,
     compute,
     compute_events,
     load_policy,
-    parse_rate,
 )
+from cps_engine.money import apply_rate, parse_rate
 from tests.strategies import POLICY_KINDS, Programme, interleaved_programmes, policy_configs, programmes
 from tests.test_core_reference import Reference, net_base, refunded
 
@@ -324,7 +323,8 @@ def test_compute_events_refuses_inconsistent_histories() -> None:
 
 
 def test_a_refund_without_amount_refunds_what_is_left() -> None:
-    from cps_engine import InvalidEvent, parse_event, refunds_by_order
+    from cps_engine import InvalidEvent, parse_event
+    from cps_engine.engine import refunds_by_order
 
     at = "2026-03-01T{:02d}:00:00+08:00"
     share = parse_event({"type": "share", "id": "s1", "sharer": "amy", "at": at.format(9)})

@@ -23,7 +23,6 @@ from cps_engine import (
     DuplicateEvent,
     Event,
     GraphError,
-    Link,
     OrderEvent,
     SelfReferralError,
     ShareEvent,
@@ -31,6 +30,7 @@ from cps_engine import (
     UnknownReference,
     parse_event,
 )
+from cps_engine.graph import Link
 from tests.strategies import Programme, interleaved_programmes, programmes
 from tests.test_core_reference import Reference, micros
 

@@ -19,11 +19,8 @@ from cps_engine import (
     Money,
     Rounding,
     UnknownCurrency,
-    apply_rate,
-    format_rate,
-    parse_rate,
 )
-from cps_engine.money import MAX_MINOR, currency_exponent, parse_amount
+from cps_engine.money import MAX_MINOR, apply_rate, currency_exponent, format_rate, parse_amount, parse_rate
 
 # ------------------------------------------------------------------ Money: parsing
 

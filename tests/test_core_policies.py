@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cps_engine import (
-    Award,
     ComplianceViolation,
     Compliant,
     CurrencyMismatch,
@@ -39,7 +38,7 @@ from cps_engine import (
     policy_schema,
     register,
 )
-from cps_engine.policies import ENTRY_POINT_GROUP, registry
+from cps_engine.policies import ENTRY_POINT_GROUP, Award, registry
 from cps_engine.rules import PROFILES, RULES
 from tests.strategies import POLICY_KINDS, policy_configs
 

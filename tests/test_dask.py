@@ -50,8 +50,8 @@ def test_cluster_gives_the_single_process_rows(client: Any, sample: tuple[list[A
                                                name: str) -> None:
     _, graph, orders = sample
     policy = load_policy(POLICIES[name])
-    expected = compute_batch(orders, policy=policy, graph=graph)
-    lazy = compute_batch(dd.from_pandas(orders, npartitions=4), policy=policy, graph=graph)
+    expected = compute_batch(orders, policy, graph=graph)
+    lazy = compute_batch(dd.from_pandas(orders, npartitions=4), policy, graph=graph)
     got = lazy.compute()
     assert len(got) == len(expected) > 0
     assert _plain(got) == _plain(expected)
@@ -67,7 +67,7 @@ def test_refund_mapping_is_broadcast(client: Any, sample: tuple[list[Any], Share
     expected = compute_batch(bare, policy=policy, graph=graph, refunds=refunds)
     got = compute_batch(dd.from_pandas(bare, npartitions=3), policy=policy, graph=graph, refunds=refunds).compute()
     assert _plain(got) == _plain(expected)
-    assert _plain(expected) == _plain(compute_batch(orders, policy=policy, graph=graph))
+    assert _plain(expected) == _plain(compute_batch(orders, policy, graph=graph))
 
 
 def test_without_a_client_the_local_scheduler_gives_the_same(sample: tuple[list[Any], ShareGraph, pd.DataFrame]
@@ -78,5 +78,5 @@ def test_without_a_client_the_local_scheduler_gives_the_same(sample: tuple[list[
     policy = load_policy(POLICIES["first"])
     head = orders.head(500)
     with dask.config.set(scheduler="synchronous"):
-        got = compute_batch(dd.from_pandas(head, npartitions=2), policy=policy, graph=graph).compute(scheduler="synchronous")
-    assert _plain(got) == _plain(compute_batch(head, policy=policy, graph=graph))
+        got = compute_batch(dd.from_pandas(head, npartitions=2), policy, graph=graph).compute(scheduler="synchronous")
+    assert _plain(got) == _plain(compute_batch(head, policy, graph=graph))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ def test_readme_python_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     code = re.search(r"```python\n(.*?)```", text, re.S)
     assert code is not None
     monkeypatch.chdir(ROOT)
-    exec(compile(code.group(1), "README.md", "exec"), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the README shows the current API only
+        exec(compile(code.group(1), "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "bob 1 18.99 CNY" in out and "merchant keeps 161.51 CNY" in out
 
@@ -43,7 +46,9 @@ def test_every_readme_python_block_runs(tmp_path: Path, monkeypatch: pytest.Monk
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     for i, block in enumerate(blocks):
-        exec(compile(block, f"README.md block {i}", "exec"), {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            exec(compile(block, f"README.md block {i}", "exec"), {})
     out = capsys.readouterr().out
     # the ledger block: base 189.99 - 50.00 refunded = 139.99; bob 10% -> 13.99, amy 5% -> 6.99 (down)
     assert "4 events: 3 applied, 1 duplicate" in out

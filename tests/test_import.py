@@ -41,3 +41,21 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         assert "no_such_name" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected AttributeError")
+
+
+def test_each_name_once_and_the_0x_spellings_warn_where_they_went() -> None:
+    import pytest
+
+    assert not {"Statement", "StatementLine", "LedgerStatement", "Award", "settle"} & set(cps_engine.__all__)
+    assert cps_engine.PayoutStatement is cps_engine.audit.statement.Statement or \
+        cps_engine.PayoutStatement.__module__ == "cps_engine.audit.statement"
+    assert cps_engine.AccountStatement.__module__ == "cps_engine.ledger.statement"
+    assert cps_engine.PayoutStatement is not cps_engine.AccountStatement
+    for old, new in (("Statement", "PayoutStatement"), ("LedgerStatement", "AccountStatement")):
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(cps_engine, old) is getattr(cps_engine, new)
+    from cps_engine.policies import Award
+
+    with pytest.warns(DeprecationWarning, match="cps_engine.policies"):
+        assert cps_engine.Award is Award
+    assert len(cps_engine.__all__) < 90

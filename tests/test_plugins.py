@@ -15,7 +15,8 @@ from cps_engine.policies import registry
 PLUGIN = '''
 from typing import Literal
 from fractions import Fraction
-from cps_engine import Award, PolicyConfig
+from cps_engine import PolicyConfig
+from cps_engine.policies import Award
 
 class EveryoneGetsOne(PolicyConfig):
     """Pays 1% to every person in the chain."""

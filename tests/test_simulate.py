@@ -62,7 +62,8 @@ def test_histories_are_valid_and_reproducible(seed: int, network: Any, ctr: str,
         assert not binds and all(o.share is not None for o in orders)
     # the simulated history is a realistic input for the engine: batch and per-order agree on it
     policy = load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%"], "cap": "12%"})
-    ref = [(ln.order, ln.payee, ln.amount.minor) for s in compute_events(c.events, policy, graph=graph) for ln in s.lines]
+    ref = [(ln.order, ln.payee, ln.amount.minor)
+           for s in compute_events(c.events, policy, graph=graph) for ln in s.lines]
     batch = compute_batch(c.events, policy=policy, graph=graph)
     assert list(batch[["order", "payee", "amount_minor"]].itertuples(index=False, name=None)) == ref
 

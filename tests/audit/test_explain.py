@@ -7,8 +7,9 @@ import json
 import pytest
 from hypothesis import given
 
-from cps_engine import UnknownReference, apply_rate, compute_events, load_events, load_policy
+from cps_engine import UnknownReference, compute_events, load_events, load_policy
 from cps_engine.audit.explain import explain_order
+from cps_engine.money import apply_rate
 from tests.audit.helpers import Case, cases
 
 EVENTS = [
