@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import warnings
 from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
@@ -25,23 +24,24 @@ from cps_engine.cli_common import (
     CSV_JSONL,
     BindingOpt,
     ExpireOpt,
+    Steps,
     bad_input_exits,
     binding_config,
     cell,
     console,
     defang,
     err,
-    events_source,
     fail,
     format_option,
     output_file,
+    progress,
     safe,
     write_stdout,
 )
 from cps_engine.engine import Settlement, compute_events
 from cps_engine.errors import CpsError
 from cps_engine.graph import ShareGraph
-from cps_engine.models import Event, load_events, validate_events
+from cps_engine.models import Event, load_events
 from cps_engine.money import Money
 from cps_engine.policies import PolicyConfig, load_policy, policy_schema
 from cps_engine.textio import CsvWriter
@@ -96,7 +96,7 @@ def write_lines(settlements: list[Settlement], fmt: str, out: IO[str]) -> int:
     return n
 
 
-def write_batch_lines(lines: Any, policy: PolicyConfig, fmt: str, out: IO[str], *, progress: bool = False) -> int:
+def write_batch_lines(lines: Any, policy: PolicyConfig, fmt: str, out: IO[str], *, steps: Steps | None = None) -> int:
     """Write the lines frame of ``compute_batch(..., provenance=True)`` exactly as :func:`write_lines`
     writes the same settlements (same columns, same text, same bytes), streaming row by row."""
     writer = CsvWriter(out, fieldnames=LINE_COLUMNS) if fmt == "csv" else None
@@ -120,11 +120,9 @@ def write_batch_lines(lines: Any, policy: PolicyConfig, fmt: str, out: IO[str], 
     cols = [lines[c].tolist() for c in ("order", "payee", "level", "amount_minor", "currency", "rate", "rule",
                                         "base_minor", "path")]
     rows: Iterable[tuple[Any, ...]] = zip(*cols, strict=True)
-    if progress and n >= 100_000:
-        from rich.progress import track
-
-        rows = track(rows, total=n, description="writing lines", console=err, transient=True)
-    for order, payee, level, amount, cur, rate, rule, base, path in rows:
+    for k, (order, payee, level, amount, cur, rate, rule, base, path) in enumerate(rows, 1):
+        if steps is not None and not k % 65536:
+            steps.advance(65536)
         row = {"order": order, "payee": payee, "level": level, "amount": text(amount, cur), "currency": cur,
                "rate": rate, "rule": rule, "policy": label, "config_hash": config_hash, "base": text(base, cur),
                "path": path, "rounding": rounding}
@@ -147,20 +145,22 @@ def compute(
 ) -> None:
     """One row per commission line: order, payee, level, amount, currency, rate (+ provenance).
 
-    Computed on the batch path (``compute_batch``: every built-in policy vectorised), written row by
-    row; the bytes are those of the per-order engine (``compute_events``) for the same input."""
+    The events are read in columns (:mod:`cps_engine.columnar`, needs the ``analysis`` extra) and
+    computed on the batch path, written row by row; the bytes are those of the per-order engine
+    (``compute_events``) for the same input, and so are the errors."""
     config = binding_config(binding, expire_days)
-    with bad_input_exits():
-        from cps_engine.batch import compute_batch
+    with bad_input_exits(), progress("reading events", err=err) as steps:
+        from cps_engine.columnar import batch_lines, read_events
 
-        evs = load_events(events_source(events))
+        cols = read_events(events, progress=lambda stage, n: steps.stage(stage))
+        cols.raise_errors()
         pol = load_policy(policy)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a plugin without a plan: per order, as before
-            lines = compute_batch(evs, None, pol, binding=config, provenance=True)
+        steps.stage("computing commissions")
+        lines = batch_lines(cols, pol, binding=config)
         orders = lines.attrs["cps_engine"]["orders"]
+        steps.stage("writing lines", len(lines))
         with output_file(output) as out:
-            n = write_batch_lines(lines, pol, fmt, out, progress=err.is_terminal)
+            n = write_batch_lines(lines, pol, fmt, out, steps=steps)
     if output is not None and str(output) != "-":
         err.print(f"{n} commission lines for {orders} orders -> {safe(output)}")
 
@@ -168,18 +168,22 @@ def compute(
 @app.command()
 def validate(events: Annotated[Path, typer.Argument(help="events, JSON Lines ('-': standard input)")],
              binding: BindingOpt = "first_wins", expire_days: ExpireOpt = None) -> None:
-    """Report every bad record of an events file at once (exit 0 clean, 2 otherwise)."""
+    """Report everything ``compute`` would refuse, every bad record at once with its line: lines the
+    event models refuse, ids reused with another payload, shares and binds the graph refuses, orders
+    through an unknown share, refunds of unknown orders or beyond what was paid (exit 0 clean, 2
+    otherwise)."""
     config = binding_config(binding, expire_days)
-    with bad_input_exits():
-        source = events_source(events)
-        problems: list[CpsError] = list(validate_events(source))
-        if not problems:
-            ShareGraph.from_events(load_events(source), binding=config, on_error=problems.append)
-    for p in problems:
+    with bad_input_exits(), progress("reading events", err=err) as steps:
+        from cps_engine.columnar import problems, read_events
+
+        cols = read_events(events, progress=lambda stage, n: steps.stage(stage))
+        steps.stage("checking the graph and refunds")
+        found: list[CpsError] = problems(cols, binding=config)
+    for p in found:
         err.print(f"- {safe(p, newlines=True)}", highlight=False, soft_wrap=True)
     name = "standard input" if str(events) == "-" else events
-    if problems:
-        fail(f"{len(problems)} bad record(s) in {name}")
+    if found:
+        fail(f"{len(found)} bad record(s) in {name}")
     err.print(f"{safe(name)}: ok")
 
 
@@ -233,7 +237,7 @@ def demo(
         evs: list[Event] = load_events(path)
         graph = ShareGraph.from_events(evs)
         policies = [bundled_policy(n) for n in ("first_sharer", "three_level", "compliant_cn")]
-        results = [summarize(p.label, compute_events(evs, p, graph)) for p in policies]
+        results = [summarize(p.label, compute_events(evs, p, graph=graph)) for p in policies]
     out = console()
     out.print(f"[bold]Sample programme[/] {safe(path.name)}: {graph.n_people} people, {graph.n_shares} shares, "
                   f"deepest share chain {max(graph.depth_histogram(), default=0) + 1} sharers")

@@ -21,9 +21,9 @@ from cps_engine.cli_common import (
     cell,
     console,
     err,
-    events_source,
     fail,
     output_file,
+    progress,
     safe,
 )
 from cps_engine.money import Money
@@ -114,18 +114,35 @@ def whatif(
     binding: BindingOpt = "first_wins",
     expire_days: ExpireOpt = None,
 ) -> None:
-    """Compare policies on one history: cost, who earns what, depth, compliance indicators."""
-    from cps_engine.models import load_events
+    """Compare policies on one history: cost, who earns what, depth, compliance indicators.
+
+    The events are read in columns (:mod:`cps_engine.columnar`) and every policy runs on the batch
+    path over one share graph and one set of order columns; the tables are those of
+    :func:`cps_engine.whatif.compare` on the same file."""
     from cps_engine.policies import load_policy
 
     if not policy:
         fail("give at least one --policy")
     config = binding_config(binding, expire_days)
-    with bad_input_exits():
-        from cps_engine.whatif import compare
+    with bad_input_exits(), progress("reading events", err=err) as steps:
+        from cps_engine.columnar import order_columns, read_events, share_graph
+        from cps_engine.whatif import _assemble, _direct_sellers, _evaluate, _named
 
+        cols = read_events(events, progress=lambda stage, n: steps.stage(stage))
+        cols.raise_errors()
         policies = [load_policy(p) for p in policy]
-        comparison = compare(load_events(events_source(events)), policies, binding=config)
+        steps.stage("building the share graph")
+        graph = share_graph(cols, binding=config)
+        orders = order_columns(cols)
+        named = _named(policies)
+        steps.stage("computing policies", len(named) + 1)
+        direct = _direct_sellers(orders, graph)
+        steps.advance()
+        runs = []
+        for name, pol in named.items():
+            runs.append(_evaluate(name, orders, graph, pol, direct))
+            steps.advance()
+        comparison = _assemble(runs)
         tables = render(comparison, top=top)
     out = console()
     for table in tables:

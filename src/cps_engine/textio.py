@@ -40,6 +40,7 @@ __all__ = [
     "CSV_TRIGGERS",
     "CsvWriter",
     "check_depth",
+    "decode_line",
     "escape_cell",
     "iter_lines",
     "loads_json",
@@ -270,3 +271,15 @@ class CsvWriter:
     def write_cells(self, cells: Iterable[Any]) -> None:
         """One plain row (a list of cells), escaped the same way."""
         self._rows.writerow([escape_cell(c) if isinstance(c, str) else c for c in cells])
+
+
+def decode_line(raw: bytes, source: str, line: int, offset: int, *,
+                error: ErrorType = InvalidInput) -> str | CpsError:
+    """Line ``line`` of a file (its bytes ``raw``, starting at byte ``offset``) as text, exactly as
+    :func:`iter_lines` gives it: a BOM on line 1 dropped, ``error`` naming the file, the line and the
+    byte offset (returned, not raised) when it is not UTF-8."""
+    start = 3 if line == 1 and raw.startswith(_BOM_BYTES) else 0
+    try:
+        return raw[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _undecodable(source, raw[start:], exc, offset + start, line, error)
