@@ -221,7 +221,7 @@ def statement_time(text: str, flag: str, zone: tzinfo, *, end_of_day: bool = Fal
         return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), tzinfo=zone)
     if isinstance(zone, timezone):  # a fixed offset: the common parser, with its messages
         label = zone_label(zone)
-        return time_option(text, flag, end_of_day=end_of_day, tz="Z" if label == "UTC" else label)
+        return time_option(text, flag, end_of_day=end_of_day, tz="Z" if label == "UTC" else label.removeprefix("UTC"))
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

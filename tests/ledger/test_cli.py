@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cps_engine.cli_ledger import ledger_app
+from cps_engine.ledger.export import payee_accounts
 from cps_engine.models import dump_events
 from tests.ledger.helpers import order, payout, refund, share
 
@@ -92,3 +95,64 @@ def test_demo_summary_renders_balances(tmp_path: Path) -> None:
     again = run_demo(events, POLICY, tmp_path / "demo.db")  # re-running is idempotent
     assert str(again.summary) == f"{len(events)} events: {len(events)} duplicate"
     assert again.verified and again.parked == 0
+
+
+def recorded(tmp_path: Path) -> Path:
+    events, pol, db = setup(tmp_path)
+    r = runner.invoke(ledger_app, ["record", str(events), "--db", str(db), "--policy", str(pol), "--hold-days", "7",
+                                   "--payout-fee", "0.50 CNY"])
+    assert r.exit_code == 0, r.output
+    return db
+
+
+def test_statement_times_in_the_payees_zone(tmp_path: Path) -> None:
+    db = recorded(tmp_path)  # the events were recorded at +08:00
+    r = runner.invoke(ledger_app, ["statement", "--db", str(db), "--payee", "bob", "--from", "2026-03-01",
+                                   "--to", "2026-03-31", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["tz"] == "UTC+08:00" and doc["from"] == "2026-03-01T00:00:00+08:00"  # plain dates: days in the zone
+    assert doc["lines"][0]["at"] == "2026-03-02T10:00:00+08:00"  # no .000000
+    r = runner.invoke(ledger_app, ["statement", "--db", str(db), "--payee", "bob", "--from", "2026-03-01",
+                                   "--to", "2026-03-31", "--tz", "America/New_York"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert rows[0]["at"] == "2026-03-01T00:00:00-05:00" and rows[1]["at"] == "2026-03-01T21:00:00-05:00"
+    assert {x["tz"] for x in rows} == {"America/New_York"}
+    r = runner.invoke(ledger_app, ["statement", "--db", str(db), "--payee", "bob", "--from", "2026-03-01",
+                                   "--to", "2026-03-31", "--tz", "Nowhere/Else"])
+    assert r.exit_code == 2 and "IANA" in r.output
+
+
+def test_export_beancount_passes_bean_check_and_matches_balance(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    loader = pytest.importorskip("beancount.loader")
+    db = recorded(tmp_path)
+    out = tmp_path / "ledger.beancount"
+    r = runner.invoke(ledger_app, ["export", "--db", str(db), "--format", "beancount", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    bean_check = shutil.which("bean-check", path=str(Path(sys.executable).parent)) or shutil.which("bean-check")
+    if bean_check is None:
+        pytest.skip("bean-check is not installed (dev dependency group)")
+    done = subprocess.run([bean_check, str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    entries, errors, _ = loader.load_file(str(out))
+    assert errors == []
+    totals: dict[str, Decimal] = {}
+    for e in entries:
+        for p in getattr(e, "postings", []):
+            totals[p.account] = totals.get(p.account, Decimal(0)) + p.units.number
+    r = runner.invoke(ledger_app, ["balance", "--db", str(db), "--as-of", "2026-04-01", "--format", "json"])
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows
+    for row in rows:
+        accounts = payee_accounts(row["payee"])
+        for state in ("pending", "available", "paid", "fee"):
+            assert -totals.get(accounts[state], Decimal(0)) == Decimal(row[state]), (row, state)
+    r = runner.invoke(ledger_app, ["export", "--db", str(db)])  # default format, standard output
+    assert r.exit_code == 0 and r.stdout == out.read_text(encoding="utf-8")
+    r = runner.invoke(ledger_app, ["export", "--db", str(db), "--format", "ledger"])
+    assert r.exit_code == 2

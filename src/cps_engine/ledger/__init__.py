@@ -136,6 +136,7 @@ from cps_engine.ledger.ledger import (
     sqlite_engine,
 )
 from cps_engine.ledger.postings import LedgerRules
+from cps_engine.ledger.schema import ledger_ddl, ledger_metadata
 from cps_engine.ledger.statement import Statement, StatementLine, build_statement
 
 __all__ = [
@@ -159,6 +160,8 @@ __all__ = [
     "account_component",
     "build_statement",
     "demo_summary",
+    "ledger_ddl",
+    "ledger_metadata",
     "payee_of_component",
     "run_demo",
     "sqlite_engine",

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from cps_engine._version import library_version
 from cps_engine.errors import InvalidInput
 from cps_engine.ledger.hashing import canonical_json, merkle_root
-from cps_engine.ledger.types import ChainHead, Entry, as_micros
+from cps_engine.ledger.types import ChainHead, Entry
 from cps_engine.money import Money
 from cps_engine.textio import CsvWriter
 from cps_engine.times import from_micros
@@ -53,7 +53,8 @@ _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 
 
 def parse_zone(tz: str | tzinfo) -> tzinfo:
-    """A zone from ``Z``/``UTC``, an offset (``+08:00``, ``-0530``) or an IANA name (``Asia/Shanghai``).
+    """A zone from ``Z``/``UTC``, an offset (``+08:00``, ``UTC+08:00``, ``-0530``) or an IANA name
+    (``Asia/Shanghai``).
 
     >>> parse_zone("+08:00"), parse_zone("Z"), parse_zone("Europe/Paris")
     (datetime.timezone(datetime.timedelta(seconds=28800)), datetime.timezone.utc, zoneinfo.ZoneInfo(key='Europe/Paris'))
@@ -61,9 +62,9 @@ def parse_zone(tz: str | tzinfo) -> tzinfo:
     if isinstance(tz, tzinfo):
         return tz
     text = tz.strip()
-    if text.upper() in ("Z", "UTC", "+00:00", "-00:00", "+0000"):
+    if text.upper() in ("Z", "UTC", "+00:00", "-00:00", "+0000", "UTC+00:00"):
         return UTC
-    m = _OFFSET.match(text)
+    m = _OFFSET.match(text[3:] if text.upper().startswith("UTC") else text)
     if m:
         minutes = int(m.group(2)) * 60 + int(m.group(3))
         if minutes >= 24 * 60 or int(m.group(3)) >= 60:
@@ -77,7 +78,8 @@ def parse_zone(tz: str | tzinfo) -> tzinfo:
 
 
 def zone_label(zone: tzinfo) -> str:
-    """``UTC``, ``+08:00`` or the IANA name of a zone."""
+    """``UTC``, ``UTC+08:00`` (a fixed offset: never a leading ``+``, which a spreadsheet reads as a
+    formula) or the IANA name of a zone; :func:`parse_zone` reads each back."""
     if zone is UTC:
         return "UTC"
     if isinstance(zone, ZoneInfo):
@@ -88,7 +90,7 @@ def zone_label(zone: tzinfo) -> str:
     if not offset:
         return "UTC"
     sign, minutes = ("-" if offset < timedelta(0) else "+"), abs(offset) // timedelta(minutes=1)
-    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def display_time(us: int, zone: tzinfo = UTC) -> str:
@@ -192,7 +194,7 @@ class Statement:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: the zone times are shown in, and why it was chosen
     tz: tzinfo = UTC
-    tz_source: str = "given"
+    tz_source: str = "UTC (default)"
 
     @property
     def merkle_root(self) -> str:
@@ -277,14 +279,14 @@ def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end
     >>> st.closing, st.balanced()
     ({'CNY': {'pending': 0, 'available': 500, 'paid': 0, 'fee': 0}}, True)
     """
-    s, e = as_micros(start, default_now=False), as_micros(end, default_now=False)
     zone, why = recorded_zone(ledger, payee) if tz is None else (parse_zone(tz), "given")
-    return statement_of(ledger.entries(payee=payee, end=e), payee, s, e, chain_head=ledger.chain_head(),
-                        rounding=sorted({t.policy.rounding.value for t in ledger.terms}), tz=zone, tz_source=why)
+    st = ledger.statement(payee, start, end)  # the ledger's own reading (holds included), shown in the zone
+    st.tz, st.tz_source = zone, why
+    return st
 
 
 def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: int, *, chain_head: ChainHead,
-                 rounding: Iterable[str], tz: tzinfo = UTC, tz_source: str = "given") -> Statement:
+                 rounding: Iterable[str], tz: tzinfo = UTC, tz_source: str = "UTC (default)") -> Statement:
     """The statement of ``payee`` for ``[start_us, end_us)``: a pure function of the payee's entries
     up to ``end_us`` (what :func:`build_statement` reads from a ledger) and the manifest facts."""
     s, e = start_us, end_us
