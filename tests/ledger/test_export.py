@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cps_engine.ledger import Ledger
-from cps_engine.ledger.export import account_component, payee_accounts, payee_of_component, to_beancount
+from cps_engine.ledger.export import _all_entries, account_component, payee_accounts, payee_of_component, to_beancount
 from cps_engine.ledger.statement import parse_zone
 from cps_engine.times import to_micros
 from tests.ledger.conftest import MakeLedger
@@ -86,7 +86,7 @@ def check_export(led: Ledger, tz: str | None) -> str:
     assert sorted(ids.values()) == sorted(HOSTILE)  # one distinct component per payee
 
     # every leg is exported exactly once, with its event and hash
-    legs = {e.seq: e for e in led.entries()}
+    legs = {e.seq: e for e in _all_entries(led)}  # hold markers included
     seen: dict[int, str] = {}
     for t in (e for e in entries if isinstance(e, bc_data.Transaction)):
         for p in t.postings:
@@ -96,6 +96,8 @@ def check_export(led: Ledger, tz: str | None) -> str:
                 seen[seq] = p.meta["hash"]
                 ev = t.meta["event"] if "event" in t.meta else json.loads(t.meta["event-json"])
                 assert ev == legs[seq].event
+    for n in (e for e in entries if isinstance(e, bc_data.Note)):  # holds and releases: zero markers
+        seen[int(n.meta["seq"])] = n.meta["hash"]
     assert seen == {s: e.hash for s, e in legs.items()}
 
     # at every day boundary, minus each account's balance is the ledger's balance
@@ -122,6 +124,11 @@ def check_export(led: Ledger, tz: str | None) -> str:
 def test_export_passes_bean_check_and_equals_balances(make_ledger: MakeLedger) -> None:
     led = make_ledger(POLICY, hold_days=7, payout_fee=["1%", "0.50 CNY"])
     led.record_many(events())
+    pending = sorted({b.payee for b in led.balances(as_of=day(2.5)) if b.pending.minor > 0})
+    assert len(pending) >= 2
+    led.hold(pending[0], "ring\x1b[0m", at=day(3), id="h1")  # released after its commissions' hold ends
+    led.release(pending[0], at=day(15), id="h1r")
+    led.hold(pending[1], "never released", at=day(4), id="h2")
     pays = payouts(led)
     led.record_many(pays)
     assert led.parked() == [], led.parked()

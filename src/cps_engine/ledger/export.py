@@ -59,17 +59,19 @@ the file proves the export agrees with the ledger.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import IO, TYPE_CHECKING
 
 from cps_engine._version import library_version
+from cps_engine.ledger.holds import HOLD_ACCOUNT, hold_windows
 from cps_engine.ledger.statement import display_time, parse_zone, recorded_zone, zone_label
-from cps_engine.ledger.types import Entry
+from cps_engine.ledger.types import MAX_US, Entry
 from cps_engine.money import Money
 from cps_engine.times import from_micros, to_micros
 
@@ -175,6 +177,7 @@ class _Txn:
     narration: str
     meta: list[str]
     postings: list[tuple[str, int, str, list[str]]] = field(default_factory=list)
+    note: str | None = None  #: a ``note`` on this account instead of a transaction
 
 
 def _label(e: Entry) -> str:
@@ -185,6 +188,9 @@ def _label(e: Entry) -> str:
 
 
 def _account(e: Entry) -> str:
+    if e.account not in ("commission", "paid", "fee", "expense"):  # a memo account (e.g. what a cap withheld)
+        name = e.account.capitalize() if e.account.isascii() and e.account.isalnum() else account_component(e.account)
+        return f"Equity:Cps:{name}" + ("" if e.payee is None else f":{account_component(e.payee)}")
     if e.payee is None:
         return MERCHANT
     accounts = payee_accounts(e.payee)
@@ -194,20 +200,58 @@ def _account(e: Entry) -> str:
     return accounts[e.account]
 
 
+def _all_entries(ledger: Ledger) -> list[Entry]:
+    """Every stored entry, memo entries (hold markers, ...) included where the ledger leaves them out
+    by default."""
+    if "memo" in inspect.signature(ledger.entries).parameters:
+        return ledger.entries(memo=True)  # type: ignore[call-arg,unused-ignore]
+    return ledger.entries()
+
+
+def _held(entries: list[Entry]) -> list[Entry]:
+    """``entries`` with the hold end of each commission leg of a held payee moved to the release of the
+    hold it fell in (never, for a hold not released), as the ledger's balances and statements count it."""
+    markers: dict[str, list[tuple[str, int]]] = {}
+    for e in entries:
+        if e.account == HOLD_ACCOUNT and e.payee is not None:
+            markers.setdefault(e.payee, []).append((e.kind, e.effective_us))
+    if not markers:
+        return entries
+    windows = {p: hold_windows(m, MAX_US - 1) for p, m in markers.items()}
+    out = []
+    for e in entries:
+        if e.account == "commission" and e.order is not None and e.available_us is not None and e.payee in windows:
+            for a, b in windows[e.payee]:
+                if a <= e.available_us < b:
+                    e = replace(e, available_us=b)
+                    break
+        out.append(e)
+    return out
+
+
 def _transactions(entries: Iterable[Entry], zone: tzinfo) -> tuple[list[_Txn], dict[str, tuple[int, set[str], str]]]:
-    """The transactions (one per event and effective time, plus the releases) and the accounts used:
-    ``name -> (first µs, currencies, payee)``."""
+    """The transactions (one per event and effective time, plus the releases; a hold or release of a
+    payee is a ``note``) and the accounts used: ``name -> (first µs, currencies, payee)``."""
     txns: dict[tuple[str, int], _Txn] = {}
     releases: dict[tuple[int, str | None], dict[tuple[str, str], int]] = {}
     accounts: dict[str, tuple[int, set[str], str]] = {}
 
-    def use(name: str, at: int, currency: str, payee: str) -> None:
+    def use(name: str, at: int, currency: str | None, payee: str) -> None:
         first, curs, _ = accounts.setdefault(name, (at, set(), payee))
-        curs.add(currency)
+        if currency is not None:
+            curs.add(currency)
         if at < first:
             accounts[name] = (at, curs, payee)
 
     for e in entries:
+        if e.account == HOLD_ACCOUNT:  # a zero marker: when a hold of the payee began or ended
+            name = payee_accounts(e.payee or "")["pending"]
+            txns[(e.event, e.effective_us)] = _Txn(
+                e.effective_us, (e.effective_us, e.seq), f"{e.kind} of payee {e.payee}",
+                [_meta("event", e.event), f"time: {_string(display_time(e.effective_us, zone))}", f"seq: {e.seq}",
+                 f"hash: {_string(e.hash)}"], note=name)
+            use(name, e.effective_us, None, e.payee or "")
+            continue
         t = txns.get((e.event, e.effective_us))
         if t is None:
             t = txns[(e.event, e.effective_us)] = _Txn(
@@ -228,6 +272,8 @@ def _transactions(entries: Iterable[Entry], zone: tzinfo) -> tuple[list[_Txn], d
             rel[(e.payee, e.currency)] = rel.get((e.payee, e.currency), 0) + e.amount
     out = list(txns.values())
     for (at, order), amounts in releases.items():
+        if at >= MAX_US - 1:  # held, never released: stays pending
+            continue
         t = _Txn(at, (at, 2**62), f"release of order {order}",
                  [_meta("order", order or ""), f"time: {_string(display_time(at, zone))}"])
         for (payee, cur), amount in sorted(amounts.items()):
@@ -253,7 +299,7 @@ def write_beancount(ledger: Ledger, out: IO[str], *, tz: str | tzinfo | None = N
     ``assertions``: end with ``balance`` directives holding the ledger's own balances.
     """
     zone, why = recorded_zone(ledger) if tz is None else (parse_zone(tz), "given")
-    entries = ledger.entries()
+    entries = _held(_all_entries(ledger))
     head = ledger.chain_head()
     txns, accounts = _transactions(entries, zone)
     w = out.write
@@ -270,10 +316,15 @@ def write_beancount(ledger: Ledger, out: IO[str], *, tz: str | tzinfo | None = N
     w("\n")
     for name in sorted(accounts, key=lambda n: (accounts[n][0], n)):
         at, curs, payee = accounts[name]
-        w(f"{_day(at, zone).isoformat()} open {name} {','.join(sorted(curs))}\n")
+        w(f"{_day(at, zone).isoformat()} open {name} {','.join(sorted(curs))}".rstrip() + "\n")
         if name != MERCHANT:
             w(f"  {_meta('payee', payee)}\n")
     for t in txns:
+        if t.note is not None:
+            w(f"\n{_day(t.at_us, zone).isoformat()} note {t.note} {_string(t.narration)}\n")
+            for m in t.meta:
+                w(f"  {m}\n")
+            continue
         w(f"\n{_day(t.at_us, zone).isoformat()} * {_string(t.narration)}\n")
         for m in t.meta:
             w(f"  {m}\n")
@@ -293,9 +344,11 @@ def write_beancount(ledger: Ledger, out: IO[str], *, tz: str | tzinfo | None = N
                 owed[(accts[state], b.currency)] = -money.minor
         merchant: dict[str, int] = {}
         for e in entries:
-            if e.payee is None:
+            if e.account == "expense":
                 merchant[e.currency] = merchant.get(e.currency, 0) - e.amount
         for name in sorted(accounts):
+            if name.startswith("Equity:"):  # memo accounts: no balance of the ledger to state
+                continue
             for cur in sorted(accounts[name][1]):
                 amount = merchant.get(cur, 0) if name == MERCHANT else owed.get((name, cur), 0)
                 w(f"{last.isoformat()} balance {name}  {_number(amount, cur)}\n")
