@@ -37,7 +37,8 @@ def events() -> list[Any]:
     amounts = {"CNY": "188.88", "USD": "19.99", "JPY": "12345", "BHD": "7.125"}
     for i in range(len(HOSTILE)):
         cur = currencies[i % 4]
-        evs.append(order(f"o{i}", f"s{i}", amounts[cur], at=1 + i * 0.3, currency=cur, buyer=f"buyer{i}"))
+        oid = "o3\x1b[2J=cmd|' /C calc'!A0\n" if i == 3 else f"o{i}"  # a hostile event id too
+        evs.append(order(oid, f"s{i}", amounts[cur], at=1 + i * 0.3, currency=cur, buyer=f"buyer{i}"))
     evs += [refund("r1", "o1", "5.00", at=2.5),       # before the hold ends
             refund("r2", "o2", None, at=3),           # full refund
             refund("r5", "o5", "1.000", at=12)]       # after the hold: claws back available
@@ -135,6 +136,7 @@ def test_export_passes_bean_check_and_equals_balances(make_ledger: MakeLedger) -
     assert len(pays) >= 4 and any(e.kind == "payout" and e.account == "fee" and e.amount > 0 for e in led.entries())
     text = check_export(led, None)  # default: the offset the events were recorded with (+08:00)
     assert "+08:00" in text.splitlines()[1]
+    assert "event-json: " in text and "payee-json: " in text  # the hostile ids went the exact, escaped way
     check_export(led, "America/New_York")  # another zone with DST: other days, same balances at each
     check_export(led, "UTC")
 

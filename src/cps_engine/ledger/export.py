@@ -15,6 +15,11 @@ beancount account                         ledger account
 ``Income:Cps:PayoutFees:<P>``             ``fee``: payout fees withheld
 ========================================  ====================================================
 
+A hold on a payee (:mod:`cps_engine.ledger.holds`) keeps their commission pending until the
+release, as the ledger's balances do; its marker entries are ``note`` directives on the payee's
+pending account (with their sequence number and hash).  Memo accounts that move no payee money
+(e.g. what a payee cap withheld) go under ``Equity:Cps``.
+
 Amounts carry beancount's signs, which are the ledger's flipped: what is owed to a payee is a
 credit (negative) on a liability, the merchant's expense is positive.  So each balance the ledger
 reports (``ledger balance``) is the *negated* balance of the matching account.  Pending becomes
@@ -26,7 +31,9 @@ letters and digits are kept, every other character (``-`` included) becomes ``-`
 its UTF-8 bytes, after a fixed ``P-``; so markup, CSV formulas, terminal escapes and non-ASCII ids
 all give distinct plain-ASCII names, and :func:`payee_of_component` maps back.  The real id is also
 kept in the ``open`` directive's metadata (``payee``; an id with characters beancount's strings
-cannot carry, such as control characters, goes to ``payee-json`` as a JSON string instead).
+cannot carry, such as control characters, goes to ``payee-json`` as a JSON string instead; the same
+for ``event`` and ``order``).  This function does not verify the ledger; ``cps-engine ledger
+export`` does first, as for a statement.
 
 At the end, ``balance`` assertions state every payee account's balance as the ledger itself
 computes it (:meth:`~cps_engine.ledger.Ledger.balances`, a separate SQL sum), so ``bean-check`` on
