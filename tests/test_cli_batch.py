@@ -102,3 +102,137 @@ def test_the_comparison_catches_a_wrong_path(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(_kernels, "_paths", lambda pl, ga, cols: _kernels.Strings.of(["x"] * len(pl.pos)))
     policy = POLICIES[3]
     assert _cli(tmp_path, sample_path(), policy, "csv") != _reference(sample_path(), policy, "csv")
+
+
+# ---------------------------------------------------------------------------- the columnar reader on the CLI
+BAD_LINES = [
+    '{"type":"order","id":"=1+1","buyer":"\\u001b[31mred","amount":5.0,"currency":"CNY","at":"2026-03-02T10:00:00Z"}',
+    '{"type":"share","id":"[bold]s[/bold]","sharer":"a","at":"2026-03-01T10:00:00"}',
+    '{"type":"order","id":"o1","buyer":"b","amount":"1.001","currency":"CNY","at":"2026-03-02T10:00:00Z"}',
+    '{"type":"bind","id":"b1","user":"u"}',
+]
+
+
+def _write(tmp: Path, lines: list[str], name: str = "e.jsonl") -> Path:
+    path = tmp / name
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _policy(tmp: Path, policy: dict[str, Any] = POLICIES[3]) -> Path:
+    pol = tmp / "policy.json"
+    pol.write_text(json.dumps(policy), encoding="utf-8")
+    return pol
+
+
+def _old_error(events: Path, policy: dict[str, Any]) -> str:
+    """What the per-order command refused this file with (its message, controls shown)."""
+    from cps_engine.cli_common import clean
+    from cps_engine.errors import CpsError
+
+    try:
+        compute_events(load_events(events), load_policy(policy))
+    except CpsError as exc:
+        return clean(str(exc), newlines=True)
+    raise AssertionError("the per-order path accepted the file")
+
+
+def test_compute_refuses_bad_lines_with_the_per_order_message(tmp_path: Path) -> None:
+    sample = sample_path().read_text(encoding="utf-8").splitlines()
+    events = _write(tmp_path, [*sample[:50], *BAD_LINES, *sample[50:60]])
+    result = CliRunner().invoke(app, ["compute", "--events", str(events), "--policy", str(_policy(tmp_path))])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    want = _old_error(events, POLICIES[3])
+    assert want.startswith("4 bad record(s)")
+    assert f"error: {want}" in result.stderr.replace("\\\\", "\\")
+    assert "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize("extra", [
+    '{"type":"order","id":"oX","buyer":"b","share":"ghost","amount":"1.00","currency":"CNY",'
+    '"at":"2026-03-09T10:00:00Z"}',
+    '{"type":"refund","id":"rX","order":"o99999","at":"2026-03-09T10:00:00Z"}',
+    '{"type":"refund","id":"rX","order":"o1","amount":"100000.00","at":"2026-03-31T10:00:00Z"}',
+    '{"type":"share","id":"sX","sharer":"zz","parent":"nope","at":"2026-03-09T10:00:00Z"}',
+    '{"type":"bind","id":"bX","user":"zz","upline":"zz","at":"2026-03-09T10:00:00Z"}',
+    '{"type":"share","id":"s1","sharer":"someone else","at":"2026-03-09T10:00:00Z"}',
+])
+def test_compute_refuses_what_the_per_order_path_refuses_with_its_message(tmp_path: Path, extra: str) -> None:
+    events = _write(tmp_path, [*sample_path().read_text(encoding="utf-8").splitlines(), extra])
+    result = CliRunner().invoke(app, ["compute", "--events", str(events), "--policy", str(_policy(tmp_path))])
+    assert result.exit_code == 2, result.output
+    assert f"error: {_old_error(events, POLICIES[3])}" in result.stderr
+
+
+def test_validate_finds_everything_compute_refuses_at_once(tmp_path: Path) -> None:
+    sample = sample_path().read_text(encoding="utf-8").splitlines()
+    problems = [
+        '{"type":"order","id":"oX","buyer":"b","share":"ghost","amount":"1.00","currency":"CNY",'
+        '"at":"2026-03-09T10:00:00Z"}',
+        '{"type":"refund","id":"rX","order":"o99999","at":"2026-03-09T10:00:00Z"}',
+        '{"type":"refund","id":"rY","order":"o1","amount":"100000.00","at":"2026-03-31T10:00:00Z"}',
+        '{"type":"share","id":"sX","sharer":"zz","parent":"sX","at":"2026-03-09T10:00:00Z"}',
+        '{"type":"bind","id":"bX","user":"zz","upline":"zz","at":"2026-03-09T10:00:00Z"}',
+        '{"type":"share","id":"s1","sharer":"someone else","at":"2026-03-09T10:00:00Z"}',
+        *BAD_LINES,
+    ]
+    events = _write(tmp_path, [*sample, *problems])
+    result = CliRunner().invoke(app, ["validate", str(events)])
+    assert result.exit_code == 2
+    reported = [line for line in result.stderr.splitlines() if line.startswith("- ")]
+    assert len(reported) == len(problems)
+    assert [int(r.split("line ")[1].split(",")[0].split(":")[0]) for r in reported] == \
+        list(range(len(sample) + 1, len(sample) + len(problems) + 1))
+    assert f"{len(problems)} bad record(s)" in result.stderr
+    for bit in ("ghost", "o99999", "exceed", "itself", "themselves", "line 1 with a different payload", "float"):
+        assert bit in result.stderr
+    ok = CliRunner().invoke(app, ["validate", str(sample_path())])
+    assert ok.exit_code == 0 and "ok" in ok.stderr
+
+
+def test_compute_reads_standard_input_as_a_file(tmp_path: Path) -> None:
+    data = sample_path().read_bytes()
+    pol = _policy(tmp_path)
+    piped = CliRunner().invoke(app, ["compute", "--events", "-", "--policy", str(pol)], input=data)
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout_bytes.decode("utf-8") == _reference(sample_path(), POLICIES[3], "csv")
+
+
+def test_whatif_compares_what_compare_compares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cps_engine import cli_whatif
+    from cps_engine.whatif import compare
+
+    seen: list[Any] = []
+    real = cli_whatif.render
+    monkeypatch.setattr(cli_whatif, "render", lambda c, top=5: seen.append(c) or real(c, top=top))
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(POLICIES[0]), encoding="utf-8")
+    b.write_text(json.dumps(POLICIES[4]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["whatif", "--events", str(sample_path()), "--policy", str(a), "--policy",
+                                      str(b)])
+    assert result.exit_code == 0, result.output
+    want = compare(load_events(sample_path()), [load_policy(POLICIES[0]), load_policy(POLICIES[4])])
+    assert seen[0].metrics.equals(want.metrics)
+    assert seen[0].deltas(*want.policies).equals(want.deltas(*want.policies))
+
+
+@pytest.mark.parametrize("command", ["compute", "validate", "whatif"])
+def test_progress_is_shown_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cps_engine import cli, cli_whatif
+
+    pol = str(_policy(tmp_path))
+    args = {"compute": ["compute", "--events", str(sample_path()), "--policy", pol, "-o", str(tmp_path / "o.csv")],
+            "validate": ["validate", str(sample_path())],
+            "whatif": ["whatif", "--events", str(sample_path()), "--policy", pol]}[command]
+    for terminal in (True, False):
+        screen = io.StringIO()
+        fake = Console(file=screen, force_terminal=terminal, width=100)
+        monkeypatch.setattr(cli, "err", fake)
+        monkeypatch.setattr(cli_whatif, "err", fake)
+        assert CliRunner().invoke(app, args).exit_code == 0
+        assert ("reading events" in screen.getvalue()) is terminal
