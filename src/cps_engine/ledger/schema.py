@@ -313,7 +313,8 @@ def ledger_ddl(dialect: str | sa.Dialect, *, prefix: str = "cps_", schema: str |
     out: list[str] = []
 
     def sql(clause: sa.ClauseElement) -> str:
-        return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True})).strip()
+        text = str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
     if tables:
         for table in t.metadata.sorted_tables:
