@@ -99,3 +99,181 @@ def test_doctest_style_values_tolist() -> None:
     assert lines[["order", "payee", "level", "amount_minor"]].values.tolist() == [
         ["o1", "bob", 1, 1999], ["o1", "amy", 2, 999], ["o2", "amy", 1, 500]]
     assert np.asarray(lines["amount_minor"]).dtype == np.int64
+
+
+# ---------------------------------------------------------------------------- graph.encode
+def test_encode_gives_the_graphs_own_codes() -> None:
+    import pyarrow as pa
+
+    graph = ShareGraph.from_columns(["s1", "s2", "s3"], ["amy", "bob", "amy"], [None, "s1", "s2"])
+    shares = ["s3", "s1", "zz", None, "s2"]
+    expected = [2, 0, -1, -1, 1]
+    assert graph.encode(shares).tolist() == expected
+    assert graph.encode(pa.array(shares)).tolist() == expected
+    assert graph.encode(pd.Series(shares, dtype="str")).tolist() == expected
+    assert graph.encode(np.asarray(shares, dtype=object)).tolist() == expected
+    people = graph.encode(["bob", "cat", "amy"], kind="user").tolist()
+    assert people == [graph.person_id("bob"), -1, graph.person_id("amy")] == [1, -1, 0]
+    with pytest.raises(ValueError, match="kind"):
+        graph.encode(["s1"], kind="person")  # type: ignore[arg-type]
+
+
+def test_encode_without_pyarrow_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cps_engine.graph import index
+
+    graph = ShareGraph.from_columns(["s1", "s2"], ["amy", "bob"], [None, "s1"])
+    monkeypatch.setattr(index, "_pyarrow", lambda: None)
+    assert graph.encode(["s2", "x", None, "s1"]).tolist() == [1, -1, -1, 0]
+
+
+def test_codes_stay_valid_after_appending() -> None:
+    from cps_engine.models import parse_event
+
+    graph = ShareGraph.from_columns(["s1", "s2"], ["amy", "bob"], [None, "s1"])
+    before = graph.encode(["s2", "s1"]).tolist()
+    graph.add_share(parse_event({"type": "share", "id": "s3", "sharer": "cat", "parent": "s2",
+                                 "at": "2026-03-01T10:00:00Z"}))  # type: ignore[arg-type]
+    assert graph.encode(["s2", "s1", "s3"]).tolist() == [*before, 2]
+    assert graph.encode(["cat"], kind="user").tolist() == [2]
+
+
+# ---------------------------------------------------------------------------- coded and categorical input
+def _programme(seed: int, n_shares: int = 60, n_orders: int = 300, *, repeats: bool = True
+               ) -> tuple[ShareGraph, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    people = [f"p{i}" for i in range(25 if repeats else n_shares)]
+    share_ids = [f"s{i}" for i in range(n_shares)]
+    parents: list[str | None] = [None if i == 0 or rng.random() < 0.2 else share_ids[int(rng.integers(0, i))]
+                                 for i in range(n_shares)]
+    sharers = [people[int(rng.integers(0, len(people)))] for _ in range(n_shares)] if repeats else \
+        [people[i] for i in rng.permutation(n_shares)]  # with repeats, some orders are computed per order
+    graph = ShareGraph.from_columns(share_ids, sharers, parents)
+    buyers = [*people, "stranger1", "stranger2"]
+    share_col = [share_ids[int(rng.integers(0, n_shares))] if rng.random() < 0.8 else None for _ in range(n_orders)]
+    orders = pd.DataFrame({
+        "id": [f"o{i}" for i in range(n_orders)],
+        "buyer": [buyers[int(rng.integers(0, len(buyers)))] for _ in range(n_orders)],
+        "share": share_col,
+        "amount_minor": rng.integers(0, 100_000, n_orders),
+        "currency": ["CNY"] * n_orders,
+        "at": pd.Timestamp("2026-03-02", tz="UTC"),
+    })
+    return graph, orders
+
+
+POLICIES = [
+    {"kind": "first_sharer", "rate": "10%"},
+    {"kind": "last_sharer", "rate": "10%"},
+    {"kind": "capped_multilevel", "rates": ["10%", "5%", "2%"], "cap": "15%"},
+    {"kind": "linear", "rate": "10%"},
+]
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: str(p["kind"]))
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_integer_codes_give_the_same_lines_as_strings(policy: dict[str, Any], seed: int) -> None:
+    graph, orders = _programme(seed)
+    expected = _rows(compute_batch(orders, policy, graph=graph))
+    coded = orders.assign(share=graph.encode(orders["share"].tolist()),
+                          buyer=graph.encode(orders["buyer"].tolist(), kind="user"))
+    assert coded["share"].dtype == np.int64
+    known = coded["buyer"] >= 0  # coded buyers unknown to the graph: fine unless they are paid themselves
+    assert _rows(compute_batch(coded[known], policy, graph=graph)) == \
+        _rows(compute_batch(orders[known], policy, graph=graph))
+    with_strangers = compute_batch(coded.assign(buyer=orders["buyer"]), policy, graph=graph)
+    assert _rows(with_strangers) == expected
+    assert len(expected) > 50
+
+
+def test_coded_buyer_without_a_name_is_refused_when_paid_itself() -> None:
+    graph, orders = _programme(4)
+    policy = {"kind": "capped_multilevel", "rates": ["10%"], "self_purchase": True}
+    coded = orders.assign(buyer=graph.encode(orders["buyer"].tolist(), kind="user"))
+    from cps_engine.errors import InvalidEvent
+
+    with pytest.raises(InvalidEvent, match="buyer"):
+        compute_batch(coded, policy, graph=graph)
+
+
+def test_bad_codes_are_refused() -> None:
+    from cps_engine.errors import InvalidEvent, UnknownReference
+
+    graph, orders = _programme(5)
+    policy = POLICIES[0]
+    with pytest.raises(UnknownReference, match="share code 60"):
+        compute_batch(orders.assign(share=np.full(len(orders), graph.n_shares)), policy, graph=graph)
+    with pytest.raises(InvalidEvent, match="code -2"):
+        compute_batch(orders.assign(share=np.full(len(orders), -2)), policy, graph=graph)
+    with pytest.raises(UnknownReference, match="buyer code"):
+        compute_batch(orders.assign(buyer=np.full(len(orders), graph.n_people)), policy, graph=graph)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: str(p["kind"]))
+def test_categoricals_give_the_same_lines_and_resolve_only_their_categories(
+        policy: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cps_engine.batch import _kernels
+
+    graph, orders = _programme(6, repeats=False)  # every order vectorised: no payee looked up by name
+    expected = _rows(compute_batch(orders, policy, graph=graph))
+    extra = ["unused-share", "s0"]  # an unused category, categories in another order than the graph's
+    share_cats = sorted({s for s in orders["share"] if isinstance(s, str)} | set(extra), reverse=True)
+    cat = orders.assign(share=pd.Categorical(orders["share"], categories=share_cats),
+                        buyer=pd.Categorical(orders["buyer"]), id=pd.Categorical(orders["id"]))
+    seen: list[int] = []
+    original = _kernels._lookup
+
+    def spy(ga: Any, which: str, values: Any) -> Any:
+        if values.dictionary is None:
+            seen.append(len(values))
+        return original(ga, which, values)
+
+    monkeypatch.setattr(_kernels, "_lookup", spy)
+    got = compute_batch(cat, policy, graph=graph)
+    assert _rows(got) == expected
+    n_cats = max(len(share_cats), len(cat["buyer"].cat.categories))
+    assert seen and max(seen) <= n_cats < len(orders)  # categories looked up, not rows
+    seen.clear()
+    again = compute_batch(cat, policy, graph=graph)  # a second run: lookups cached for this graph
+    assert _rows(again) == expected and seen == []
+
+
+def test_arrow_dictionary_columns_resolve_their_dictionary() -> None:
+    import pyarrow as pa
+
+    graph, orders = _programme(7)
+    policy = POLICIES[2]
+    table = pa.Table.from_pandas(orders, preserve_index=False)
+    enc = table.set_column(table.schema.get_field_index("share"), "share", table["share"].dictionary_encode())
+    enc = enc.set_column(enc.schema.get_field_index("buyer"), "buyer", enc["buyer"].dictionary_encode())
+    assert _rows(compute_batch(enc, policy, graph=graph)) == _rows(compute_batch(orders, policy, graph=graph))
+
+
+# ---------------------------------------------------------------------------- categorical output
+def test_payee_is_categorical_sorted_and_reads_as_text() -> None:
+    graph, orders = _programme(8)
+    lines = compute_batch(orders, POLICIES[2], graph=graph)
+    assert isinstance(lines["payee"].dtype, pd.CategoricalDtype)
+    cats = list(lines["payee"].cat.categories)
+    assert cats == sorted(graph.people)  # every person, sorted: sorting or grouping orders as text
+    assert lines["payee"].tolist() == [str(p) for p in lines["payee"].astype(object)]
+    assert all(isinstance(p, str) for p in lines[["order", "payee"]].values.ravel().tolist())
+    by_text = lines.assign(payee=lines["payee"].astype(object)).sort_values(["payee", "order"], kind="stable")
+    by_cat = lines.sort_values(["payee", "order"], kind="stable")
+    assert by_cat.index.tolist() == by_text.index.tolist()
+    assert lines["order"].dtype != "category"  # text ids in, text out
+
+
+def test_categorical_ids_give_categorical_orders() -> None:
+    graph, orders = _programme(9)
+    lines = compute_batch(orders.assign(id=pd.Categorical(orders["id"])), POLICIES[0], graph=graph)
+    assert isinstance(lines["order"].dtype, pd.CategoricalDtype)
+    assert _rows(lines) == _rows(compute_batch(orders, POLICIES[0], graph=graph))
+
+
+def test_polars_in_gives_the_same_lines() -> None:
+    """polars in, pandas out (as tests/test_batch.py and the analyst tutorial expect today)."""
+    pl = pytest.importorskip("polars")
+    graph, orders = _programme(10)
+    lines = compute_batch(pl.from_pandas(orders), POLICIES[1], graph=graph)
+    assert isinstance(lines, pd.DataFrame)
+    assert _rows(lines) == _rows(compute_batch(orders, POLICIES[1], graph=graph))

@@ -66,9 +66,9 @@ from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
-from cps_engine.batch._kernels import Result, graph_arrays, run
+from cps_engine.batch._kernels import GraphArrays, Result, graph_arrays, run
 from cps_engine.batch._orders import OrderColumns, is_dask_frame, is_frame, order_columns
-from cps_engine.batch._strings import Strings
+from cps_engine.batch._strings import Strings, pyarrow
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.models import Event, parse_event
 from cps_engine.policies import PolicyConfig, load_policy
@@ -76,6 +76,7 @@ from cps_engine.policies import PolicyConfig, load_policy
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
+    from numpy.typing import NDArray
 
 __all__ = ["LINE_COLUMNS", "compute_batch", "empty_lines", "graph_arrays", "orders_frame"]
 
@@ -99,12 +100,74 @@ def empty_lines() -> pd.DataFrame:
                          "currency": text.copy(), "rate": text.copy(), "base_minor": i64})
 
 
-def _frame(cols: OrderColumns, res: Result, policy: PolicyConfig) -> pd.DataFrame:
+def _categorical(codes: NDArray[np.int64], dtype: Any) -> pd.Series[Any]:
     import pandas as pd
 
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype, validate=False), copy=False)
+
+
+def _payee_dtype(ga: GraphArrays) -> tuple[Any, NDArray[np.int64]] | None:
+    """The categorical dtype of payees: every person of the graph, sorted (so sorting or grouping by
+    payee orders names as text does), and each person id's rank in it; built once per graph version."""
+    hit = ga.arrow_sets.get("payee_dtype")
+    if hit is None:
+        import pandas as pd
+
+        pa = pyarrow()
+        people = ga.people_interned.arrow() if pa is not None else None
+        if people is None:
+            return None
+        order = np.asarray(pa.compute.sort_indices(people).to_numpy(zero_copy_only=False), dtype=np.int64)
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order), dtype=np.int64)
+        text = pd.array(pa.compute.take(people, pa.array(order)), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+        hit = ga.arrow_sets["payee_dtype"] = (pd.CategoricalDtype(pd.Index(text, copy=False)), rank)
+    return cast("tuple[Any, NDArray[np.int64]]", hit)
+
+
+def _order_dtype(dictionary: Any) -> Any:
+    """A categorical dtype over the dictionary of a categorical ``id`` column (None if it has repeats)."""
+    import pandas as pd
+
+    pa = pyarrow()
+    if isinstance(dictionary, pd.Index):
+        cats = dictionary
+    elif pa is not None and isinstance(dictionary, pa.Array):
+        cats = pd.Index(pd.array(dictionary, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), copy=False)
+    else:
+        cats = pd.Index(list(dictionary), dtype=object)
+    try:
+        return pd.CategoricalDtype(cats)
+    except ValueError:  # repeated categories (an Arrow dictionary may have them)
+        return None
+
+
+def _frame(cols: OrderColumns, res: Result, policy: PolicyConfig, graph: ShareGraph | None = None, *,
+           categorical: bool = True) -> pd.DataFrame:
+    """The lines frame; ``order`` and ``payee`` categorical when ``categorical`` and a ``graph`` are
+    given (and the ids were categorical, for ``order``), else text."""
+    import pandas as pd
+
+    categorical = categorical and graph is not None
+
+    order: Any = None
+    enc = cols.ids.dictionary
+    if categorical and enc is not None:  # a categorical id column: categorical out, same categories
+        dtype = _order_dtype(enc[1])
+        if dtype is not None:
+            order = _categorical(enc[0][res.pos], dtype)
+    if order is None:
+        order = cols.ids.take(res.pos).series()
+    payee: Any = None
+    if categorical and res.payee_code is not None and graph is not None:
+        pd_dtype = _payee_dtype(graph_arrays(graph))
+        if pd_dtype is not None:
+            payee = _categorical(pd_dtype[1][res.payee_code], pd_dtype[0])
+    if payee is None:
+        payee = res.payee.series()
     data = {
-        "order": cols.ids.take(res.pos).series(),
-        "payee": res.payee.series(),
+        "order": order,
+        "payee": payee,
         "level": res.level,
         "amount_minor": res.amount,
         "currency": cols.currency.take(res.pos).series(),
@@ -198,7 +261,7 @@ def compute_batch(orders: object, *args: Any, policy: PolicyLike | None = None, 
         graph = ShareGraph.from_events(events, binding=binding)
         orders = events
     cols = order_columns(orders, refunds)
-    return _frame(cols, run(cols, graph, pol, provenance=provenance), pol)
+    return _frame(cols, run(cols, graph, pol, provenance=provenance), pol, graph)
 
 
 def _arguments(args: tuple[Any, ...], policy: PolicyLike | None, graph: ShareGraph | None

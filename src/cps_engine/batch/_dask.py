@@ -32,7 +32,8 @@ def _partition(part: pd.DataFrame, graph: ShareGraph, policy: PolicyConfig, refu
         ids = set(part["id"].tolist())
         mine = {k: v for k, v in refunds.items() if k in ids}
     cols = order_columns(part, mine or None)
-    return _frame(cols, run(cols, graph, policy), policy)
+    # text columns, as the meta (empty_lines) says: categories would differ between partitions
+    return _frame(cols, run(cols, graph, policy), policy, graph, categorical=False)
 
 
 def _broadcast(obj: Any, name: str) -> Any:

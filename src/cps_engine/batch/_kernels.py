@@ -29,9 +29,10 @@ import numpy as np
 
 from cps_engine.batch._strings import Strings, pyarrow
 from cps_engine.engine import compute
-from cps_engine.errors import CpsError, UnknownReference
+from cps_engine.errors import CpsError, InvalidEvent, UnknownReference
 from cps_engine.graph import NEVER, ShareGraph
 from cps_engine.graph.binding import to_micros
+from cps_engine.graph.index import Interner
 from cps_engine.money import MAX_MINOR, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import PolicyConfig
 
@@ -62,7 +63,6 @@ class GraphArrays:
     root: NDArray[np.int32]
     second: NDArray[np.int32]
     repeat: NDArray[np.bool_]
-    names: NDArray[np.object_]
     #: time (µs) from which each person takes part (first share or first bound downline); graph.NEVER: never
     participant_since: NDArray[np.int64]
     bound: NDArray[np.bool_]
@@ -77,15 +77,38 @@ class GraphArrays:
     solo: NDArray[np.int64]
     many: NDArray[np.bool_]
     span: int
-    share_ids: dict[str, int]
-    share_names: list[str]
-    people_ids: dict[str, int]
-    people_names: list[str]
-    arrow_sets: dict[str, Any]
+    shares_interned: Interner
+    people_interned: Interner
+    arrow_sets: dict[Any, Any]
     graph: weakref.ReferenceType[ShareGraph]
     version: int
     _people: Strings | None = None
     _binds: BindIndex | None = None
+
+    @property
+    def share_ids(self) -> dict[str, int]:
+        return self.shares_interned.ids
+
+    @property
+    def share_names(self) -> list[str]:
+        return self.shares_interned.names
+
+    @property
+    def people_ids(self) -> dict[str, int]:
+        return self.people_interned.ids
+
+    @property
+    def people_names(self) -> list[str]:
+        return self.people_interned.names
+
+    @property
+    def n_people(self) -> int:
+        return len(self.people_interned)
+
+    def arrow_names(self, which: str) -> Any:
+        """Share ids (``which='share'``) or people (``'people'``) as an Arrow array (index = id), or
+        None without pyarrow."""
+        return (self.shares_interned if which == "share" else self.people_interned).arrow()
 
     @property
     def binds(self) -> BindIndex:
@@ -100,7 +123,8 @@ class GraphArrays:
     def people(self) -> Strings:
         """People's names as a string column (index = person id)."""
         if self._people is None:
-            self._people = Strings.of(self.names)
+            arr = self.people_interned.arrow() if pyarrow() is not None else None
+            self._people = Strings(arrow=arr) if arr is not None else Strings.of(self.people_names)
         return self._people
 
 
@@ -171,8 +195,6 @@ def graph_arrays(graph: ShareGraph) -> GraphArrays:
         return hit
     idx = graph.index
     n_people = graph.n_people
-    names = np.empty(n_people, dtype=object)
-    names[:] = graph.people
     ptr = idx.np("person_ptr").astype(_I64)
     counts = np.zeros(n_people, dtype=_I64)
     if len(ptr) > 1:
@@ -194,11 +216,11 @@ def graph_arrays(graph: ShareGraph) -> GraphArrays:
     repeat = np.frombuffer(idx.repeat, dtype=np.uint8).astype(bool) if len(idx) else np.zeros(0, dtype=bool)
     arrays = GraphArrays(
         parent=idx.np("parent"), sharer=sharer, depth=idx.np("depth"), root=idx.np("root"),
-        second=idx.np("second"), repeat=repeat, names=names, participant_since=since, bound=bound,
+        second=idx.np("second"), repeat=repeat, participant_since=since, bound=bound,
         path_key=key, path_max=reach, path_owner=owner, tin=tin, tout=tout, solo=solo, many=counts > 1,
         span=span,
-        share_ids=idx.share_ids.ids, share_names=idx.share_ids.names, people_ids=graph._people.ids,
-        people_names=graph.people, arrow_sets={}, graph=weakref.ref(graph), version=graph.version,
+        shares_interned=idx.share_ids, people_interned=graph._people, arrow_sets={}, graph=weakref.ref(graph),
+        version=graph.version,
     )
     _CACHE[graph] = arrays
     return arrays
@@ -206,17 +228,34 @@ def graph_arrays(graph: ShareGraph) -> GraphArrays:
 
 def _lookup(ga: GraphArrays, which: str, values: Strings) -> NDArray[np.int64]:
     """Index of each value in the graph's share ids (``which='share'``) or people (``'people'``),
-    -1 when absent or missing.  Arrow's hash lookup when pyarrow is installed, else a dict."""
+    -1 when absent or missing.  Arrow's hash lookup when pyarrow is installed, else a dict.  A
+    dictionary-encoded column (a categorical) resolves its dictionary only, once per dictionary and
+    graph version (kept on the graph's arrays), then maps its codes."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=_I64)
+    enc = values.dictionary
+    if enc is not None:
+        codes, dictionary = enc
+        key = ("dictionary", which, id(dictionary))
+        hit = ga.arrow_sets.get(key)
+        if hit is None or hit[0] is not dictionary:
+            if dictionary is ga.arrow_names(which):  # the graph's own dictionary: nothing to resolve
+                mapped = np.arange(len(dictionary), dtype=_I64)
+            else:
+                pa = pyarrow()
+                vals = Strings.of(np.asarray(list(dictionary), dtype=object)) if pa is None or not isinstance(
+                    dictionary, (pa.Array, pa.ChunkedArray)) else Strings.of_arrow(dictionary)
+                mapped = _lookup(ga, which, vals)
+            hit = ga.arrow_sets[key] = (dictionary, mapped)  # the reference keeps the id valid
+        mapped = hit[1]
+        if not len(mapped):
+            return np.full(n, -1, dtype=_I64)
+        return np.where(codes >= 0, mapped[np.maximum(codes, 0)], -1)
     pa = pyarrow()
     arr = values.arrow if pa is not None else None
     if arr is not None:
-        vs = ga.arrow_sets.get(which)
-        if vs is None:
-            names = ga.share_names if which == "share" else ga.people_names
-            vs = ga.arrow_sets[which] = pa.array(names, type=pa.large_string())
+        vs = ga.arrow_names(which)
         found = pa.compute.index_in(arr, value_set=vs).fill_null(-1)
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=_I64)
     get = (ga.share_ids if which == "share" else ga.people_ids).get
@@ -406,6 +445,8 @@ class Result:
     per_order: int
     rule: Strings | None = None
     path: Strings | None = None
+    #: the payees as person ids of the graph (None when some payee is not in it, or without pyarrow)
+    payee_code: NDArray[np.int64] | None = None
 
 
 def _resolve(cols: OrderColumns, graph: ShareGraph, ga: GraphArrays, which: str) -> NDArray[np.int64]:
@@ -413,6 +454,23 @@ def _resolve(cols: OrderColumns, graph: ShareGraph, ga: GraphArrays, which: str)
     hit = cols.memo.get((id(graph), which))
     if hit is not None and hit[0] is graph:
         return hit[1]  # type: ignore[no-any-return]
+    given = cols.share_code if which == "share" else cols.buyer_code
+    if given is not None:  # codes in the graph's dictionary: checked, not looked up
+        names = ga.shares_interned if which == "share" else ga.people_interned
+        bad = given >= len(names)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            field = "share" if which == "share" else "buyer"
+            raise UnknownReference(f"{field} code {int(given[i])} is not in the graph ({len(names)} "
+                                   f"{'shares' if which == 'share' else 'people'})", record=str(cols.ids[i]),
+                                   field=field)
+        col = Strings.of_codes(given, ga.arrow_names(which) if pyarrow() is not None else names.names)
+        if which == "share":
+            cols.share = col
+        else:
+            cols.buyer = col
+        cols.memo[(id(graph), which)] = (graph, given)
+        return given
     if which == "share":
         out = _lookup(ga, "share", cols.share) if cols.has_share.any() else np.full(len(cols), -1, dtype=_I64)
     else:
@@ -450,6 +508,8 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, *, provenan
     gross = cols.base(policy.base.include_shipping, policy.base.include_tax)
     net = np.maximum(gross - cols.refunded, 0)
     node = _resolve(cols, graph, ga, "share")
+    if cols.buyer_code is not None:
+        _resolve(cols, graph, ga, "people")  # names the coded buyers (self-purchase lines, per-order orders)
     unknown = cols.has_share & (node < 0)
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
@@ -502,9 +562,22 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, *, provenan
     lines_pos = pl.pos if pl is not None else np.zeros(0, dtype=_I64)
     p = pl.payee if pl is not None else np.zeros(0, dtype=_I64)
     is_self = p == SELF
-    payee = ga.people.take(np.where(is_self, 0, p)) if len(ga.names) else Strings.of(np.full(len(p), None))
+    code: NDArray[np.int64] | None = p
     if is_self.any():
-        payee = payee.replace(is_self, cols.buyer.take(lines_pos))
+        code = np.where(is_self, _resolve(cols, graph, ga, "people")[lines_pos], p)
+    if code is not None and (code < 0).any():  # a buyer paid on a self-purchase who is not in the graph
+        if cols.buyer_code is not None:  # given as code -1: no name to pay
+            i = int(lines_pos[np.flatnonzero(code < 0)[0]])
+            raise InvalidEvent("this order pays its buyer, whose code is -1 (not in the graph): give buyers "
+                               "unknown to the graph by name", record=str(cols.ids[i]), field="buyer")
+        code = None
+    people = ga.people_interned.arrow() if pyarrow() is not None else None
+    if code is not None and people is not None:
+        payee = Strings.of_codes(code, people)  # decoded only if read as text
+    else:
+        payee = ga.people.take(np.where(is_self, 0, p)) if ga.n_people else Strings.of(np.full(len(p), None))
+        if is_self.any():
+            payee = payee.replace(is_self, cols.buyer.take(lines_pos))
     rate_text = rates.texts().take(pl.rate if pl is not None else np.zeros(0, dtype=_I64))
     level = pl.level if pl is not None else np.zeros(0, dtype=_I64)
     amount = pl.amount if pl is not None else np.zeros(0, dtype=_I64)
@@ -515,7 +588,8 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, *, provenan
         path = _paths(pl, ga, cols) if pl is not None else Strings.of([])
     slow = np.flatnonzero(per_order)
     if not len(slow):
-        return Result(lines_pos, level, payee, amount, rate_text, net, n, 0, rule, path)
+        return Result(lines_pos, level, payee, amount, rate_text, net, n, 0, rule, path,
+                      code if people is not None else None)
     x = _per_order(cols, graph, policy, slow, provenance=provenance)
     pos = np.concatenate([lines_pos, x.pos])
     order = np.argsort(pos, kind="stable")
@@ -523,9 +597,15 @@ def run(cols: OrderColumns, graph: ShareGraph, policy: PolicyConfig, *, provenan
     if provenance:
         assert rule is not None and path is not None and x.rule is not None and x.path is not None
         prov = (Strings.concat([rule, x.rule]).take(order), Strings.concat([path, x.path]).take(order))
+    slow_code = _lookup(ga, "people", x.payee) if code is not None and people is not None else None
+    all_code = None
+    if code is not None and slow_code is not None and not (slow_code < 0).any():
+        all_code = np.concatenate([code, slow_code])[order]
     return Result(pos[order], np.concatenate([level, x.level])[order],
+                  Strings.of_codes(all_code, people) if all_code is not None else
                   Strings.concat([payee, x.payee]).take(order), np.concatenate([amount, x.amount])[order],
-                  Strings.concat([rate_text, x.rate]).take(order), net, n - len(slow), len(slow), *prov)
+                  Strings.concat([rate_text, x.rate]).take(order), net, n - len(slow), len(slow), *prov,
+                  payee_code=all_code)
 
 
 class BatchFallbackWarning(UserWarning):

@@ -67,6 +67,9 @@ class OrderColumns:
     all_micros: Callable[[], NDArray[np.int64] | None] = lambda: None
     #: items per order (sum of item-line quantities, 1 without lines): what ``/item`` amounts count
     items_col: NDArray[np.int64] | None = None
+    #: integer ``share`` / ``buyer`` columns: codes in the graph's dictionary (-1: none / not in the graph)
+    share_code: NDArray[np.int64] | None = None
+    buyer_code: NDArray[np.int64] | None = None
 
     @property
     def items(self) -> NDArray[np.int64]:
@@ -116,6 +119,10 @@ class OrderColumns:
         if raw["at"] is None:
             raise InvalidEvent("this order is computed per order and needs its time: add an 'at' column",
                                record=str(self.ids[i]), field="at")
+        if raw["buyer"] is None:
+            raise InvalidEvent("this order is computed per order and needs its buyer's name: a buyer code of -1 "
+                               "(not in the graph) has none; give buyers by name", record=str(self.ids[i]),
+                               field="buyer")
         ev = parse_event(raw)
         assert isinstance(ev, OrderEvent)
         return ev
@@ -256,6 +263,8 @@ class _PandasSource(_Source):
         import pandas as pd
 
         col = self.frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):  # codes and categories, nothing decoded
+            return Strings.of_codes(col.cat.codes.to_numpy(), col.cat.categories)
         pa = pyarrow()
         if pa is not None and (isinstance(col.dtype, pd.ArrowDtype) or
                                (isinstance(col.dtype, pd.StringDtype) and col.dtype.storage == "pyarrow")):
@@ -439,11 +448,19 @@ def _frame_columns(src: _Source) -> OrderColumns:
     id_nulls = ids.nulls()
     if id_nulls.any():
         raise InvalidEvent("order id is missing", field="id", line=int(np.flatnonzero(id_nulls)[0]) + 1)
-    buyer = src.strings("buyer")
-    b_nulls = buyer.nulls()
-    if b_nulls.any():
-        raise InvalidEvent("buyer is missing", record=str(ids[int(np.flatnonzero(b_nulls)[0])]), field="buyer")
-    if "share" in src.names and src.kind("share") != "s" and src.nulls("share").all():
+    share_code = buyer_code = None
+    if src.kind("buyer") == "i":  # codes in the graph's dictionary (ShareGraph.encode), -1: not in the graph
+        buyer_code = _codes(src, "buyer", ids)
+        buyer = Strings.of_codes(buyer_code, [])  # named from the graph when it is known (run)
+    else:
+        buyer = src.strings("buyer")
+        b_nulls = buyer.nulls()
+        if b_nulls.any():
+            raise InvalidEvent("buyer is missing", record=str(ids[int(np.flatnonzero(b_nulls)[0])]), field="buyer")
+    if "share" in src.names and src.kind("share") == "i":  # codes in the graph's dictionary, -1/null: none
+        share_code = _codes(src, "share", ids)
+        share, has_share = Strings.of_codes(share_code, []), share_code >= 0
+    elif "share" in src.names and src.kind("share") != "s" and src.nulls("share").all():
         share, has_share = Strings.of(np.full(n, None, dtype=object)), np.zeros(n, dtype=bool)  # all missing
     elif "share" in src.names:
         share = src.strings("share")
@@ -476,10 +493,27 @@ def _frame_columns(src: _Source) -> OrderColumns:
             return None
     cols = OrderColumns(ids, buyer, share, has_share, amount, shipping, tax, currency,
                         zeros.copy() if refunded is None else refunded, at, has_lines=np.zeros(n, dtype=bool),
-                        all_micros=_frame_micros(src))
+                        all_micros=_frame_micros(src), share_code=share_code, buyer_code=buyer_code)
     if refunded is not None:
         _check_refunded(cols)
     return cols
+
+
+def _codes(src: _Source, name: str, ids: Strings) -> NDArray[np.int64]:
+    """An integer id column: codes in the graph's dictionary, nulls as -1; below -1 is refused."""
+    nulls = src.nulls(name)
+    if nulls.any():
+        out = np.full(src.n, -1, dtype=np.int64)
+        ok = ~nulls
+        out[ok] = np.asarray(src.objects(name)[ok].astype(np.int64), dtype=np.int64)
+    else:
+        out = src.ints(name)
+    bad = out < -1
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidEvent(f"{name} code {int(out[i])} is not a code (codes are >= 0, -1 for none)",
+                           record=str(ids[i]), field=name)
+    return out
 
 
 def _aware(src: _Source) -> bool:

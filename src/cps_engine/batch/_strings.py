@@ -39,13 +39,51 @@ def _objects(values: Sequence[Any] | NDArray[Any]) -> NDArray[np.object_]:
 
 
 class Strings:
-    """A column of strings (``None`` where missing).  Construct with :meth:`of` or :meth:`of_arrow`."""
+    """A column of strings (``None`` where missing).  Construct with :meth:`of`, :meth:`of_arrow` or
+    :meth:`of_codes` (dictionary-encoded: codes into a dictionary, decoded only when read as text)."""
 
-    __slots__ = ("_arrow", "_obj")
+    __slots__ = ("_arrow", "_codes", "_dictionary", "_obj")
 
     def __init__(self, obj: NDArray[np.object_] | None = None, arrow: Any = None) -> None:
         self._obj = obj
         self._arrow = arrow
+        self._codes: NDArray[np.int64] | None = None
+        self._dictionary: Any = None
+
+    @classmethod
+    def of_codes(cls, codes: NDArray[np.integer[Any]], dictionary: Any) -> Strings:
+        """Dictionary-encoded: ``codes`` (-1: missing) into ``dictionary`` (an Arrow string array, or
+        a sequence of str).  Lookups can resolve the dictionary alone (:attr:`dictionary`); the text
+        of every row is only built when read."""
+        out = cls()
+        out._codes = np.asarray(codes, dtype=np.int64)
+        out._dictionary = dictionary
+        return out
+
+    @property
+    def dictionary(self) -> tuple[NDArray[np.int64], Any] | None:
+        """``(codes, dictionary)`` when the column is dictionary-encoded, else None."""
+        if self._codes is None:
+            return None
+        return self._codes, self._dictionary
+
+    def _force(self) -> None:
+        """Decode a dictionary-encoded column (once)."""
+        if self._obj is not None or self._arrow is not None or self._codes is None:
+            return
+        codes, dictionary = self._codes, self._dictionary
+        missing = codes < 0
+        pa = pyarrow()
+        if pa is not None and isinstance(dictionary, (pa.Array, pa.ChunkedArray)):
+            idx = pa.array(np.where(missing, 0, codes), mask=missing if missing.any() else None)
+            arr = pa.compute.take(dictionary, idx)
+            self._arrow = arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
+            return
+        values = np.asarray(dictionary.to_pylist() if hasattr(dictionary, "to_pylist") else list(dictionary),
+                            dtype=object)
+        out = values[np.where(missing, 0, codes)] if len(values) else np.full(len(codes), None, dtype=object)
+        out[missing] = None
+        self._obj = out
 
     @classmethod
     def of(cls, values: Sequence[Any] | NDArray[Any]) -> Strings:
@@ -59,17 +97,21 @@ class Strings:
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if pa.types.is_dictionary(array.type):
-            array = array.cast(array.type.value_type)
+            codes = array.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            return cls.of_codes(codes, array.dictionary)
         if array.type != pa.large_string():
             array = array.cast(pa.large_string())
         return cls(arrow=array)
 
     def __len__(self) -> int:
+        if self._codes is not None:
+            return len(self._codes)
         return len(self._arrow) if self._arrow is not None else len(self._obj)  # type: ignore[arg-type]
 
     @property
     def objects(self) -> NDArray[np.object_]:
         """The values as a numpy object array (built once)."""
+        self._force()
         if self._obj is None:
             obj = np.asarray(self._arrow.to_numpy(zero_copy_only=False), dtype=object)
             self._obj = obj
@@ -79,6 +121,7 @@ class Strings:
     def arrow(self) -> Any:
         """The values as an Arrow ``large_string`` array, or None (no pyarrow, or values that are
         not all strings)."""
+        self._force()
         if self._arrow is None and self._obj is not None:
             pa = pyarrow()
             if pa is None:
@@ -91,17 +134,22 @@ class Strings:
         return self._arrow
 
     def __getitem__(self, i: int) -> Any:
+        self._force()
         if self._obj is not None:
             return self._obj[i]
         return self._arrow[i].as_py()
 
     def tolist(self) -> list[Any]:
+        self._force()
         if self._obj is not None:
             return list(self._obj.tolist())
         return list(self._arrow.to_pylist())
 
     def take(self, idx: NDArray[np.int64]) -> Strings:
-        """The values at positions ``idx`` (Arrow when pyarrow is installed)."""
+        """The values at positions ``idx`` (Arrow when pyarrow is installed; codes stay codes)."""
+        if self._codes is not None and self._obj is None and self._arrow is None:
+            return Strings.of_codes(self._codes[idx], self._dictionary)
+        self._force()
         arr = self.arrow
         if arr is None:
             return Strings(obj=self.objects[idx])
@@ -114,6 +162,9 @@ class Strings:
         return Strings(arrow=pa.compute.take(arr, pa.array(idx), boundscheck=False))
 
     def nulls(self) -> NDArray[np.bool_]:
+        if self._codes is not None:
+            return np.asarray(self._codes < 0)
+        self._force()
         if self._arrow is not None:
             if self._arrow.null_count == 0:
                 return np.zeros(len(self._arrow), dtype=bool)
@@ -122,12 +173,14 @@ class Strings:
 
     def distinct(self) -> list[Any]:
         """The distinct values, in order of first appearance."""
+        self._force()
         if self._arrow is not None:
             return list(pyarrow().compute.unique(self._arrow).to_pylist())
         return list(dict.fromkeys(self.objects.tolist()))
 
     def series(self) -> pd.Series[Any]:
         """A pandas Series: the ``str`` dtype (Arrow storage) when possible, else objects."""
+        self._force()
         import pandas as pd
 
         arr = self.arrow
@@ -140,6 +193,8 @@ class Strings:
         """One column of ``parts`` end to end."""
         if len(parts) == 1:
             return parts[0]
+        for p in parts:
+            p._force()
         arrows = [p.arrow for p in parts]
         if all(a is not None for a in arrows) and arrows:
             return Strings(arrow=pyarrow().concat_arrays(arrows))
@@ -147,6 +202,8 @@ class Strings:
 
     def replace(self, mask: NDArray[np.bool_], other: Strings) -> Strings:
         """These values, with ``other``'s (same length) where ``mask`` is true."""
+        self._force()
+        other._force()
         if not mask.any():
             return self
         a, b = self.arrow, other.arrow

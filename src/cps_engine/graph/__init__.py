@@ -19,7 +19,7 @@ from bisect import bisect_right, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from cps_engine.graph.binding import (
     to_micros,
 )
 from cps_engine.graph.chains import Chain, Link
-from cps_engine.graph.index import NO_TIME, Interner, ShareIndex
+from cps_engine.graph.index import NO_TIME, Interner, ShareIndex, arrow_strings
 from cps_engine.models import BindEvent, Event, OrderEvent, ShareEvent
 from cps_engine.times import from_micros, iso_micros
 
@@ -47,23 +47,16 @@ NEVER: Final = 2**62
 _NEVER: Final = NEVER
 
 
-def _intern(names: Sequence[str]) -> tuple[Interner, Sequence[int] | NDArray[np.int64]]:
+def _intern(names: Any) -> tuple[Interner, Sequence[int] | NDArray[np.int64]]:
     """The :class:`Interner` of ``names`` (ids in order of first appearance, as ``Interner.add`` gives
-    them one by one) and each name's id: one Arrow dictionary encoding when pyarrow is installed."""
+    them one by one) and each name's id: one Arrow dictionary encoding when pyarrow is installed
+    (the interner then keeps the Arrow dictionary; its dict is built on first lookup by name)."""
     people = Interner()
-    try:
-        pa: Any = importlib.import_module("pyarrow")
-    except ImportError:  # pragma: no cover - exercised without pyarrow
+    arr = arrow_strings(names)
+    if arr is None or arr.null_count:  # no pyarrow, not strings, or a missing name: one by one
         return people, [people.add(s) for s in names]
-    try:
-        enc = pa.array(names, type=pa.large_string()).dictionary_encode()
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return people, [people.add(s) for s in names]
-    if enc.null_count:
-        return people, [people.add(s) for s in names]  # a missing name: refused as one by one
-    people.names = enc.dictionary.to_pylist()
-    people.ids = dict(zip(people.names, range(len(people.names)), strict=True))
-    return people, np.asarray(enc.indices, dtype=np.int64)
+    enc = arr.dictionary_encode()
+    return Interner.of_arrow(enc.dictionary), np.asarray(enc.indices, dtype=np.int64)
 
 
 _iso = iso_micros
@@ -325,11 +318,20 @@ class ShareGraph:
         if not (len(share_ids) == len(sharers) == len(parents)):
             raise ValueError("share_ids, sharers and parents must have the same length")
         people, pid = _intern(sharers)
-        if len(set(share_ids)) != len(share_ids):
-            dup = next(s for s, c in Counter(share_ids).items() if c > 1)
-            raise DuplicateEvent("share id used twice", record=dup, field="id")
         at_us = None if times is None else [to_micros(t) for t in times]
-        graph = cls(binding, people=people, shares=ShareIndex.build(share_ids, pid, parents, at_us))
+        try:
+            shares = ShareIndex.build(share_ids, pid, parents, at_us)
+        except ValueError as exc:
+            if isinstance(exc, CpsError) or len(set(share_ids)) == len(share_ids):
+                raise
+            dup = next(s for s, c in Counter(share_ids).items() if c > 1)
+            raise DuplicateEvent("share id used twice", record=dup, field="id") from None
+        if times is None:  # every sharer's first share has no time: counted from the beginning
+            graph = cls(binding, people=people)
+            graph._shares = shares
+            graph._first_share = dict.fromkeys(range(len(people)), NO_TIME)  # every person here has shared
+        else:
+            graph = cls(binding, people=people, shares=shares)
 
         def fail(exc: CpsError) -> None:
             raise exc
@@ -365,6 +367,33 @@ class ShareGraph:
                             changed = True
                 for d in drop:
                     del shares[d]
+
+    def encode(self, ids: Any, kind: Literal["share", "user"] = "share") -> NDArray[np.int64]:
+        """Integer codes of ``ids`` in the graph's own dictionary: share indexes (``kind="share"``) or
+        person ids (``kind="user"``), ``-1`` for an id the graph does not know or a missing one (None).
+
+        ``ids``: a list, numpy array, pandas or polars Series or Arrow array of strings.  The codes
+        are what :func:`~cps_engine.batch.compute_batch` reads from integer ``share`` and ``buyer``
+        columns, with no string hashing at all; they are valid for this graph (appending keeps the
+        codes already given).  One Arrow hash lookup when pyarrow is installed, else a dict.
+
+        >>> g = ShareGraph.from_columns(["s1", "s2"], ["amy", "bob"], [None, "s1"])
+        >>> g.encode(["s2", "nope", None]).tolist(), g.encode(["bob", "cat"], kind="user").tolist()
+        ([1, -1, -1], [1, -1])
+        """
+        if kind not in ("share", "user"):
+            raise ValueError(f"kind must be 'share' or 'user', not {kind!r}")
+        interned = self._shares.share_ids if kind == "share" else self._people
+        arr = arrow_strings(ids)
+        names = interned.arrow() if arr is not None else None
+        if arr is not None and names is not None:
+            pc: Any = importlib.import_module("pyarrow.compute")
+            found = pc.index_in(arr, value_set=names).fill_null(-1)
+            return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+        get = interned.ids.get
+        values = ids.to_list() if hasattr(ids, "to_list") else list(ids)
+        return np.fromiter((get(v, -1) if isinstance(v, str) else -1 for v in values), dtype=np.int64,
+                           count=len(values))
 
     # ------------------------------------------------------------------ chains
     def chain_for(self, order: OrderEvent, *, self_purchase: bool = False) -> Chain:

@@ -42,13 +42,69 @@ NO_TIME: Final = -(2**62)
 
 
 class Interner:
-    """Maps string ids to dense integers and back."""
+    """Maps string ids to dense integers and back.
 
-    __slots__ = ("ids", "names")
+    Built in bulk from an Arrow dictionary (:meth:`of_arrow`), it keeps only that array: the Python
+    list of names and the name -> id dict are built on first use (a lookup by name, an append), so
+    a graph built from columns and used by the batch engine never pays for them.
+    """
+
+    __slots__ = ("_arrow", "_ids", "_names")
 
     def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.names: list[str] = []
+        self._ids: dict[str, int] | None = {}
+        self._names: list[str] | None = []
+        self._arrow: Any = None
+
+    @classmethod
+    def of_arrow(cls, names: Any) -> Interner:
+        """From an Arrow string array of distinct names (id = position)."""
+        it = cls()
+        it._ids = it._names = None
+        it._arrow = names
+        return it
+
+    @property
+    def names(self) -> list[str]:
+        """Names by id (built from the Arrow dictionary on first use)."""
+        if self._names is None:
+            self._names = self._arrow.to_pylist()
+        return self._names
+
+    @names.setter
+    def names(self, value: list[str]) -> None:
+        self._names, self._ids, self._arrow = value, None, None
+
+    @property
+    def ids(self) -> dict[str, int]:
+        """Name -> id (built on first use)."""
+        if self._ids is None:
+            names = self.names
+            self._ids = dict(zip(names, range(len(names)), strict=True))
+        return self._ids
+
+    @ids.setter
+    def ids(self, value: dict[str, int]) -> None:
+        self._ids = value
+
+    def arrow(self) -> Any:
+        """The names as an Arrow ``large_string`` array (index = id), or None without pyarrow;
+        kept, and extended by the names added since."""
+        cached = self._arrow
+        n = len(self)
+        if cached is not None and len(cached) == n:
+            return cached
+        try:
+            pa: Any = importlib.import_module("pyarrow")
+        except ImportError:  # pragma: no cover - exercised without pyarrow
+            return None
+        names = self.names
+        if cached is None:
+            arr = pa.array(names, type=pa.large_string())
+        else:  # append-only: only the tail is new
+            arr = pa.concat_arrays([cached, pa.array(names[len(cached):], type=pa.large_string())])
+        self._arrow = arr
+        return arr
 
     def add(self, name: str) -> int:
         """The id of ``name``, interning it if new.
@@ -67,7 +123,9 @@ class Interner:
         return self.ids.get(name, -1)
 
     def __len__(self) -> int:
-        return len(self.names)
+        if self._names is None:
+            return len(self._arrow)
+        return len(self._names)
 
 
 class _Derived:
@@ -178,24 +236,33 @@ class ShareIndex:
         share re-shared from itself and :class:`CycleError` for a loop of shares.
         """
         self = cls()
-        ids = self.share_ids
-        lookup = ids.ids = {sid: i for i, sid in enumerate(share_ids)}  # (dict(zip(...)) over-allocates)
-        n = len(lookup)
-        if n != len(share_ids):
-            raise ValueError("share ids must be unique; deduplicate before building the index")
-        ids.names = list(share_ids)
-        parent = _parents(parents, share_ids, lookup)
+        fast = _encode_shares(share_ids, parents)
+        if fast is not None:
+            self.share_ids, parent = fast
+            n = len(parent)
+        else:
+            ids = self.share_ids
+            lookup = ids.ids = {sid: i for i, sid in enumerate(share_ids)}  # (dict(zip(...)) over-allocates)
+            n = len(lookup)
+            if n != len(share_ids):
+                raise ValueError("share ids must be unique; deduplicate before building the index")
+            ids.names = list(share_ids)
+            ids.ids = lookup
+            parent = _parents(parents, share_ids, lookup)
         if len(parent) != n:
             raise ValueError("share_ids and parents must have the same length")
         bad = np.flatnonzero((parent == -2) | (parent == np.arange(n)))
         if bad.size:
             i = int(bad[0])
             if parent[i] == -2:
-                raise UnknownReference(f"parent share {parents[i]!r} is not a known share",
-                                       record=share_ids[i], field="parent")
-            raise SelfReferralError("a share cannot be re-shared from itself", record=share_ids[i], field="parent")
+                raise UnknownReference(f"parent share {_item(parents, i)!r} is not a known share",
+                                       record=_item(share_ids, i), field="parent")
+            raise SelfReferralError("a share cannot be re-shared from itself", record=_item(share_ids, i),
+                                    field="parent")
         sharer = np.asarray(sharers, dtype=np.int64)
-        depth, root, second = _forest(parent, share_ids)
+        if len(sharer) != n:
+            raise ValueError("share_ids and sharers must have the same length")
+        depth, root, second = _forest(parent, self.share_ids)
         tin, tout = _euler(parent, depth)
         n_people = int(sharer.max()) + 1 if n else 0
         ptr, by_person = _person_csr(sharer, tin, n_people)
@@ -315,6 +382,75 @@ class ShareIndex:
         return sum(a.itemsize * len(a) for a in cols) + len(self.repeat) + extra
 
 
+def _pyarrow() -> Any:
+    try:
+        pa = importlib.import_module("pyarrow")
+        importlib.import_module("pyarrow.compute")
+    except ImportError:  # pragma: no cover - exercised without pyarrow
+        return None
+    return pa
+
+
+def arrow_strings(values: Any) -> Any:
+    """``values`` (a list, numpy array, pandas or polars Series, Arrow array) as one Arrow
+    ``large_string`` array, nulls kept; None without pyarrow or when the values are not all strings."""
+    pa = _pyarrow()
+    if pa is None:
+        return None
+    try:
+        if not isinstance(values, (pa.Array, pa.ChunkedArray)) and type(values).__module__.startswith("polars"):
+            values = values.to_arrow()
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        if isinstance(values, pa.Array):
+            arr = values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
+        elif type(values).__module__.startswith("pandas"):
+            arr = pa.array(values, from_pandas=True)
+        else:
+            arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+    t = arr.type
+    if pa.types.is_large_string(t):
+        return arr
+    if pa.types.is_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t):
+        return arr.cast(pa.large_string())
+    return None
+
+
+def _item(values: Any, i: int) -> Any:
+    """``values[i]`` as a Python value (Arrow scalars unwrapped)."""
+    v = values[i]
+    as_py = getattr(v, "as_py", None)
+    return as_py() if as_py is not None else v
+
+
+def _encode_shares(share_ids: Any, parents: Any) -> tuple[Interner, NDArray[np.int64]] | None:
+    """The share ids' :class:`Interner` and each parent's index (-1: a root, -2: unknown) by one
+    Arrow dictionary encoding of ids and parents together (ids come first, so share ``i`` gets code
+    ``i`` exactly when no id repeats); None without pyarrow or for values that are not strings."""
+    ids = arrow_strings(share_ids)
+    if ids is None or ids.null_count:
+        return None
+    par = arrow_strings(parents)
+    if par is None:
+        return None
+    pa = _pyarrow()
+    n = len(ids)
+    enc = pa.concat_arrays([ids, par]).dictionary_encode()
+    codes = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    own = codes[:n]
+    if not np.array_equal(own, np.arange(n)):
+        counts = np.bincount(own, minlength=1)
+        dup = int(np.flatnonzero(counts > 1)[0])  # codes follow first appearance: the earliest repeated id
+        from cps_engine.errors import DuplicateEvent
+
+        raise DuplicateEvent("share id used twice", record=str(enc.dictionary[dup].as_py()), field="id")
+    parent = codes[n:]
+    parent[parent >= n] = -2
+    return Interner.of_arrow(enc.dictionary.slice(0, n)), parent
+
+
 def _parents(parents: Sequence[str | None], share_ids: Sequence[str], lookup: dict[str, int]) -> NDArray[np.int64]:
     """Index of every parent share id (-1: a root, -2: unknown), by one Arrow hash lookup when
     pyarrow is installed."""
@@ -378,50 +514,65 @@ def _jumps(parent: NDArray[np.int64], depth: NDArray[np.int64]) -> NDArray[np.in
         up = up[up]
         bit += 1
     return cur
-def _forest(parent: NDArray[np.int64], names: Sequence[str]) -> tuple[
+def _forest(parent: NDArray[np.int64], names: Interner) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Depth, root and depth-1 ancestor of every share, by pointer doubling; refuses cycles."""
     n = len(parent)
     idx = np.arange(n, dtype=np.int64)
-    root = _roots(np.where(parent < 0, idx, parent))
-    stuck = parent[root] >= 0  # never reached a share without a parent: on or below a cycle
-    if stuck.any():
-        node = int(np.flatnonzero(stuck)[0])
+    root, depth, stuck = _root_depth(parent)
+    if stuck.size:  # never reached a share without a parent: on or below a cycle
+        node = int(stuck.min())
         seen: set[int] = set()
         while node not in seen:  # walk into the loop itself, to name a share on it
             seen.add(node)
             node = int(parent[node])
-        raise CycleError("shares form a cycle through their parents", record=names[node], field="parent")
-    depth = _exact_depth(parent)
+        raise CycleError("shares form a cycle through their parents", record=names.names[node], field="parent")
     # second: the ancestor at depth 1 = the root of the forest cut below depth 1
     second = _roots(np.where((parent < 0) | (depth == 1), idx, parent))
     second = np.where(depth >= 1, second, -1)
     return depth, root, second
 
 
-def _roots(up: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Follow ``up`` (roots point to themselves) to the end, in O(log depth) vector steps."""
-    jump = up.copy()
+def _root_depth(parent: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Root and depth (hops to the root) of every node of the forest ``parent`` (-1: a root), by
+    pointer doubling over the nodes not yet done (a node is done when it points at a root), so a
+    deep chain costs O(log depth) steps over its own nodes only.  Also the nodes that never reach
+    a root (on or below a cycle; empty for a forest)."""
+    n = len(parent)
+    idx = np.arange(n, dtype=np.int64)
+    has = parent >= 0
+    jump = np.where(has, parent, idx)
+    dist = has.astype(np.int64)
+    active = np.flatnonzero(has)
+    active = active[has[jump[active]]]
     for _ in range(64):
-        nxt = jump[jump]
-        if np.array_equal(nxt, jump):
+        if not active.size:
             break
-        jump = nxt
+        j = jump[active]
+        dist[active] += dist[j]
+        jump[active] = jump[j]
+        active = active[has[jump[active]]]
+    return jump, dist, active
+
+
+def _roots(up: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Follow ``up`` (roots point to themselves) to the end, in O(log depth) vector steps over the
+    nodes not yet done."""
+    jump = up.copy()
+    active = np.flatnonzero(jump != np.arange(len(jump)))
+    for _ in range(64):
+        nxt = jump[jump[active]]
+        moved = nxt != jump[active]
+        jump[active] = nxt
+        active = active[moved]
+        if not active.size:
+            break
     return jump
 
 
 def _exact_depth(parent: NDArray[np.int64]) -> NDArray[np.int64]:
     """Depth of every share: hops to its root, by pointer doubling with summed distances."""
-    n = len(parent)
-    idx = np.arange(n, dtype=np.int64)
-    jump = np.where(parent < 0, idx, parent)
-    dist = (parent >= 0).astype(np.int64)
-    while True:
-        nxt = jump[jump]
-        if np.array_equal(nxt, jump):
-            return dist
-        dist = dist + dist[jump] * (jump != idx)
-        jump = nxt
+    return _root_depth(parent)[1]
 
 
 def _euler(parent: NDArray[np.int64], depth: NDArray[np.int64]) -> tuple[
@@ -464,8 +615,7 @@ def _euler_runs(parent: NDArray[np.int64], depth: NDArray[np.int64], length: NDA
     run ``i`` holds ``length[i]`` shares and its children hang below its last share: one vector step
     per level of the collapsed forest."""
     n = len(parent)
-    idx = np.arange(n, dtype=np.int64)
-    order = np.lexsort((idx, parent, depth))  # by depth, then parent, then id (= share id order)
+    order = np.argsort(depth * (n + 1) + (parent + 1), kind="stable")  # by depth, parent, then id
     bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
     size = length.copy()
     for d in range(len(bounds) - 2, 0, -1):
