@@ -32,15 +32,20 @@ from cps_engine.audit.statement import (
     InvalidStatement,
     Period,
     Statement,
+    Steps,
     build_statement,
+    cut_events,
+    parse_tz,
     read_statement,
     statement_from_ledger,
     statement_paths,
+    zone_of,
 )
 from cps_engine.audit.verify import KIND_TITLES, VerificationReport, verify_statement
 from cps_engine.cli_common import (
     JSON_CSV,
     TABLE_JSON,
+    TEXT_JSON,
     OptionalBindingOpt,
     bad_input_exits,
     console,
@@ -49,6 +54,7 @@ from cps_engine.cli_common import (
     fail,
     format_option,
     output_file,
+    progress,
     safe,
     time_option,
     write_stdout,
@@ -86,8 +92,20 @@ def _as_of(text: str | None) -> datetime | None:
     return None if text is None else time_option(text, "--as-of", dates=False)
 
 
-def _load(events: Path, policy: Path) -> tuple[list[Event], PolicyConfig]:
+def _load(events: Path, policy: Path, steps: Steps | None = None) -> tuple[list[Event], PolicyConfig]:
+    if steps is not None:
+        steps.stage("reading the events")
     return load_events(events_source(events)), load_policy(policy)
+
+
+def _tz(tz: str | None) -> str | None:
+    """``--tz`` checked before any work: exit 2 naming the flag when it is not a zone."""
+    if tz is not None:
+        try:
+            parse_tz(tz)
+        except CpsError as exc:
+            fail(f"--tz: {exc.message}")
+    return tz
 
 
 def _columns(columns: Path | None, maps: list[str] | None, currency: str | None) -> ColumnMap:
@@ -99,16 +117,13 @@ def _columns(columns: Path | None, maps: list[str] | None, currency: str | None)
     return cmap
 
 
-def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
-    if fmt not in allowed:
-        fail(f"--format must be one of {', '.join(allowed)}")
-
-
 EventsOpt = Annotated[Path, typer.Option("--events", help="events, JSON Lines ('-': standard input)")]
 PolicyOpt = Annotated[Path, typer.Option("--policy", help="policy config, TOML or JSON")]
 BindingOpt = OptionalBindingOpt
 ExpireOpt = Annotated[int | None, typer.Option("--expire-days", min=0, max=MAX_DAYS, help="with --binding expiring")]
-TzOpt = Annotated[str | None, typer.Option("--tz", help="time zone of the period: UTC, +08:00 or Asia/Shanghai")]
+TzOpt = Annotated[str | None, typer.Option(
+    "--tz", help="time zone of the period: UTC, +08:00 or Asia/Shanghai (default: the offset every event carries "
+    "when they agree, else UTC; statements: the zone used is in the manifest)")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="only events up to this time (ISO-8601 with zone)")]
 HoldOpt = Annotated[int | None, typer.Option("--hold-days", min=0, max=MAX_DAYS,
                                              help="hold period (冻结天数) for line states")]
@@ -142,15 +157,18 @@ def statement(
 
     With ``-o DIR`` a statement already issued for the period is never overwritten silently (the next
     period's chain check depends on it): ``--replace`` replaces it and records so in the manifest.
-    With ``--db`` the ledger is verified first; a ledger that does not verify gets no statement (exit 1)."""
-    _check_format(fmt, ("json", "csv"))
+    With ``--db`` the ledger is verified first; a ledger that does not verify gets no statement (exit 1).
+    The period is read in ``--tz``; without it in the zone of the data (the offset every event carries,
+    when they agree; else UTC): the zone used is printed and recorded in the manifest (``tz``)."""
+    tz = _tz(tz)
     if (events is None) == (db is None):
         fail("give either --events (with --policy) or --db")
     if db is not None and (binding is not None or expire_days is not None or hold_days is not None):
         fail("with --db the ledger's binding mode and hold days are used; drop --binding/--expire-days/--hold-days")
     config = _binding(binding, expire_days) or BindingConfig()
     when = _as_of(as_of)
-    with bad_input_exits(ValueError):
+    zone_from = "--tz" if tz is not None else "the data's zone, else UTC"
+    with bad_input_exits(ValueError), progress("statement") as steps:
         prev: Statement | None = read_statement(previous) if previous is not None else None
         if prev is None and output is not None:
             prev = _latest_before(output, period)
@@ -158,16 +176,22 @@ def statement(
             from cps_engine.cli_ledger import check_before_statement, open_ledger
 
             with open_ledger(db) as led:
+                steps.stage("verifying the ledger")
                 check_before_statement(led)
-                st = statement_from_ledger(led, period, tz=tz or "UTC", as_of=when, previous=prev,
+                st = statement_from_ledger(led, period, tz=tz, as_of=when, previous=prev, steps=steps,
                                            policy=load_policy(policy) if policy is not None else None)
         else:
             assert events is not None
             if policy is None:
                 fail("--events needs --policy")
-            evs, pol = _load(events, policy)
-            st = build_statement(evs, pol, period, tz=tz or "UTC", as_of=when, hold_days=hold_days,
-                                 binding=config, previous=prev)
+            evs, pol = _load(events, policy, steps)
+            if tz is None:
+                tz, zone_from = zone_of(cut_events(evs, when), pol)
+            st = build_statement(evs, pol, period, tz=tz, as_of=when, hold_days=hold_days,
+                                 binding=config, previous=prev, steps=steps)
+        assert st.manifest is not None
+        err.print(f"period {safe(st.manifest.period)} in time zone {safe(st.manifest.tz)} ({safe(zone_from)}): "
+                  f"{safe(st.manifest.period_start)} to {safe(st.manifest.period_end)}", highlight=False)
         if output is None:
             write_stdout(st.to_json() if fmt == "json" else st.to_csv())
             return
@@ -214,7 +238,8 @@ def _latest_before(directory: Path, period: str) -> Statement | None:
 
 
 def _summary(st: Statement) -> None:
-    table = Table(title=f"Statement {st.period}: totals per payee (top 20)")
+    zone = f" ({st.manifest.tz})" if st.manifest is not None else ""
+    table = Table(title=f"Statement {safe(st.period)}{safe(zone)}: totals per payee (top 20)")
     table.add_column("payee")
     table.add_column("lines", justify="right")
     table.add_column("amount", justify="right")
@@ -255,18 +280,20 @@ def verify(
 
     Exit 0 when the statement matches, 1 when it has discrepancies, 2 when the input is unusable.
     """
-    _check_format(fmt, ("table", "json"))
+    tz = _tz(tz)
     config = _binding(binding, expire_days)
     when = _as_of(as_of)
-    with bad_input_exits():
-        evs, pol = _load(events, policy)
+    with bad_input_exits(), progress("verify") as steps:
+        evs, pol = _load(events, policy, steps)
         orders = {ev.id: ev.currency for ev in evs if isinstance(ev, OrderEvent)}
         only = next(iter(set(orders.values()))) if len(set(orders.values())) == 1 else None
         cmap = _columns(columns, maps, currency)
+        steps.stage("reading the statement")
         st = read_statement(statement_file, cmap, currency_of=lambda o: orders.get(o, only), manifest=manifest)
         report = verify_statement(st, evs, pol, period=period, tz=tz, as_of=when, hold_days=hold_days,
-                                  binding=config)
+                                  binding=config, steps=steps)
         if html is not None:
+            steps.stage("writing the HTML report")
             with output_file(html) as out:
                 out.write(render_verification_html(report))
         if fmt == "json":
@@ -328,14 +355,14 @@ def explain(
     binding: BindingOpt = None,
     expire_days: ExpireOpt = None,
     as_of: AsOfOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    fmt: Annotated[str, format_option(TEXT_JSON)] = "text",
 ) -> None:
     """Why each line of an order is what it is: chain, level, rule, rate, base, refunds, rounding."""
-    _check_format(fmt, ("text", "json"))
     config = _binding(binding, expire_days) or BindingConfig()
     when = _as_of(as_of)
-    with bad_input_exits():
-        evs, pol = _load(events, policy)
+    with bad_input_exits(), progress("explain") as steps:
+        evs, pol = _load(events, policy, steps)
+        steps.stage("explaining the order")
         ex = explain_order(evs, pol, order, payee, binding=config, as_of=when)
         if fmt == "json":
             write_stdout(ex.to_json())
@@ -349,13 +376,12 @@ def check_integrity_cmd(
     statement_file: Annotated[Path, typer.Argument(help="statement JSON, or CSV with its .manifest.json")],
     previous: Annotated[Path | None, typer.Option("--previous", help="the previous statement of the chain")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="manifest of a CSV statement")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    fmt: Annotated[str, format_option(TABLE_JSON)] = "table",
 ) -> None:
     """Recompute the Merkle root and the chain; locate every edited, inserted, removed or moved line.
 
     Exit 0 when intact, 1 when tampered with, 2 when the statement cannot be read or has no manifest.
     """
-    _check_format(fmt, ("table", "json"))
     with bad_input_exits():
         st = read_statement(statement_file, manifest=manifest)
         prev = read_statement(previous) if previous is not None else None
@@ -410,12 +436,16 @@ def verify_proof_cmd(
     proof: Annotated[Path, typer.Argument(help="proof document from 'audit prove'")],
     root: Annotated[str | None, typer.Option(
         "--root", help="the merkle_root or chain_root the issuer published")] = None,
+    fmt: Annotated[str, format_option(TABLE_JSON)] = "table",
 ) -> None:
     """Check a payee's inclusion proof (exit 0 valid, 1 invalid, 2 unreadable)."""
     with bad_input_exits():
         # UTF-8 (a BOM dropped), strict JSON: duplicate keys and deep nesting refused by name
         doc = loads_json(read_text(proof, error=InvalidStatement), source=str(proof), error=InvalidStatement)
         result = verify_proof(doc, root=root)
+        if fmt == "json":
+            write_stdout(result.to_json())
+            raise typer.Exit(EXIT_OK if result.ok else EXIT_FOUND)
     con = _console()
     for line, good in result.lines:
         mark = "[green]in the statement[/]" if good else "[red]NOT in the statement[/]"
@@ -445,24 +475,24 @@ def compliance(
         "--threshold", help="NAME=VALUE, e.g. internal_fail=25% (after --thresholds); repeatable")] = None,
     binding: BindingOpt = None,
     expire_days: ExpireOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    fmt: Annotated[str, format_option(TABLE_JSON)] = "table",
 ) -> None:
     """Is this programme a pyramid?  The policy and the history against the rules (an aid, not legal advice).
 
     Exit 0 compliant, 1 non-compliant (a rule fails), 3 review (a rule warns, none fails),
     2 unusable input.
     """
-    _check_format(fmt, ("table", "json"))
     config = _binding(binding, expire_days) or BindingConfig()
     if jurisdiction:
         bad = [j for j in jurisdiction if j.upper() not in ("CN", "US", "EU")]
         if bad:
             fail(f"--jurisdiction {bad[0]!r}: use CN, US or EU")
-    with bad_input_exits():
+    with bad_input_exits(), progress("compliance") as steps:
         limits = Thresholds.load(thresholds_file) if thresholds_file is not None else Thresholds()
         if threshold:
             limits = limits.replace(threshold)
-        evs, pol = _load(events, policy)
+        evs, pol = _load(events, policy, steps)
+        steps.stage("measuring the programme")
         rep = compliance_report(evs, pol, binding=config, entry_skus=entry_sku or (), jurisdictions=jurisdiction,
                                 thresholds=limits)
         if fmt == "json":
@@ -511,7 +541,7 @@ def abuse(
         "--threshold", help="NAME=VALUE, e.g. refund_ratio=20% or burst_min_shares=10; repeatable")] = None,
     binding: BindingOpt = None,
     expire_days: ExpireOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    fmt: Annotated[str, format_option(TABLE_JSON)] = "table",
 ) -> None:
     """Abuse signals: purchase rings, self-dealing fingerprint clusters, refunds after payout, share bursts.
 
@@ -520,11 +550,11 @@ def abuse(
     """
     from cps_engine.audit.abuse import AbuseThresholds, abuse_report
 
-    _check_format(fmt, ("table", "json"))
     config = _binding(binding, expire_days) or BindingConfig()
-    with bad_input_exits():
+    with bad_input_exits(), progress("abuse") as steps:
         limits = AbuseThresholds().replace(threshold) if threshold else AbuseThresholds()
-        evs, pol = _load(events, policy)
+        evs, pol = _load(events, policy, steps)
+        steps.stage("looking for abuse signals")
         rep = abuse_report(evs, pol, binding=config, thresholds=limits)
         if fmt == "json":
             write_stdout(rep.to_json())

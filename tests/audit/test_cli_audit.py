@@ -54,7 +54,8 @@ def test_statement_to_directory_chains_to_the_previous_one(files: dict[str, Path
     assert sorted(p.name for p in files["dir"].iterdir()) == [
         "statement-2026-02.csv", "statement-2026-02.json", "statement-2026-02.manifest.json",
         "statement-2026-03.csv", "statement-2026-03.json", "statement-2026-03.manifest.json"]
-    assert csv_path.read_text(encoding="utf-8").splitlines()[0] == "payee,order,level,currency,base,rate,amount,state"
+    assert csv_path.read_text(encoding="utf-8").splitlines()[0] == (
+        "payee,order,level,currency,base,rate,rate_percent,amount,state")
     feb = json.loads((files["dir"] / "statement-2026-02.json").read_text(encoding="utf-8"))
     mar = json.loads((files["dir"] / "statement-2026-03.manifest.json").read_text(encoding="utf-8"))
     assert mar["manifest"]["previous_root"] == feb["manifest"]["chain_root"]

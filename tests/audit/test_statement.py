@@ -143,8 +143,12 @@ def test_build_statement_lines_totals_and_manifest() -> None:
     assert m.merkle_root == root_of([ln.leaf_hash() for ln in st.lines]).hex()
     assert m.chain_root == m.computed_chain_root() and m.previous_root is None
     # in UTC, o1 (1 March 02:00 +08:00) belongs to February
-    utc = build_statement(evs, pol, "2026-03")
+    utc = build_statement(evs, pol, "2026-03", tz="UTC")
     assert {ln.order for ln in utc.lines} == {"o2"}
+    # without tz, the zone the events carry (+08:00 on every one): o1 is in March, and the manifest says so
+    own = build_statement(evs, pol, "2026-03")
+    assert {ln.order for ln in own.lines} == {"o1", "o2"}
+    assert own.manifest is not None and own.manifest.tz == "+08:00"
     # without a hold period every line is accrued; as_of cuts the events (o3 not refunded yet)
     early = build_statement(evs, pol, "2026-03", tz="+08:00", as_of=datetime(2026, 3, 21, 23, tzinfo=UTC))
     assert {ln.state for ln in early.lines} == {"accrued"}

@@ -342,6 +342,15 @@ class ProofCheck:
     merkle_root: str
     chain_root: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields (``audit verify-proof --format json``)."""
+        return {"ok": self.ok, "merkle_root": self.merkle_root, "chain_root": self.chain_root,
+                "lines": [{"line": line.as_dict(), "included": good} for line, good in self.lines],
+                "problems": list(self.problems)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), ensure_ascii=False, indent=1) + "\n"
+
 
 def verify_proof(doc: Mapping[str, Any], *, root: str | None = None) -> ProofCheck:
     """Check a proof document from :func:`prove`.  ``root`` (the statement's ``merkle_root`` or

@@ -41,20 +41,21 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any, ClassVar, Final, Literal
+from typing import IO, Any, ClassVar, Final, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cps_engine._version import library_version
 from cps_engine.audit.merkle import leaf_hash, root_of
-from cps_engine.engine import Settlement, compute_events
+from cps_engine.engine import Settlement, compute_events, orders_by_id, refunds_by_order
 from cps_engine.errors import CpsError, InvalidMoney, InvalidRate, OutputError, brief
-from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.ledger import Ledger
 from cps_engine.limits import add_days, check_time
 from cps_engine.merkle import canonical_json
@@ -64,6 +65,7 @@ from cps_engine.policies.base import PolicyConfig
 from cps_engine.textio import CsvWriter, decode, loads_json, loads_toml, read_text, unescape_cell
 
 __all__ = [
+    "CSV_FIELDS",
     "FORMAT",
     "LINE_FIELDS",
     "STATES",
@@ -73,22 +75,30 @@ __all__ = [
     "Period",
     "Statement",
     "StatementLine",
+    "Steps",
     "build_statement",
     "canonical_json",
     "events_digest",
+    "excel_rate",
     "library_version",
+    "period_lines",
+    "rate_percent",
     "read_statement",
     "seal_lines",
     "statement_from_ledger",
     "statement_lines",
     "statement_paths",
     "totals_of",
+    "zone_of",
 ]
 
 #: Format tag of statements, manifests and proofs written by this module.
 FORMAT: Final = "cps-engine-statement/1"
-#: Columns of a statement line, in CSV order.
+#: Fields of a statement line (the canonical encoding, the JSON form).
 LINE_FIELDS: Final = ("payee", "order", "level", "currency", "base", "rate", "amount", "state")
+#: Columns of the CSV form: the line fields plus ``rate_percent`` (the rate rounded for reading) next
+#: to the exact ``rate`` (written as :func:`excel_rate`).
+CSV_FIELDS: Final = ("payee", "order", "level", "currency", "base", "rate", "rate_percent", "amount", "state")
 #: Line states: ``accrued`` (no hold period modelled), ``pending`` (inside the hold period),
 #: ``available`` (hold period over), ``paid`` (only read from platform statements).
 STATES: Final = ("accrued", "pending", "available", "paid")
@@ -139,21 +149,140 @@ def canonical_event(event: Event) -> bytes:
     return canonical_json(_canonical_value(event.model_dump(mode="python", exclude_none=True)))
 
 
-def events_digest(events: Iterable[Event]) -> str:
+def events_digest(events: Iterable[Event], *, steps: Steps | None = None) -> str:
     """sha256 (hex) of the canonical input events: each event's :func:`canonical_event`, exact repeats
     kept once, sorted bytewise, each followed by ``\\n``.  It does not depend on file order.
 
     >>> events_digest([])
     'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
     """
+    evs = events if isinstance(events, Sequence) else list(events)
+    if steps is not None:
+        steps.stage("hashing the events", len(evs))
+    canon: set[bytes] = set()
+    for i, ev in enumerate(evs):
+        canon.add(canonical_event(ev))
+        if steps is not None and i % _STEP == _STEP - 1:
+            steps.advance(_STEP)
+    if steps is not None:
+        steps.advance(len(evs) % _STEP)
     h = hashlib.sha256()
-    for line in sorted({canonical_event(ev) for ev in events}):
+    for line in sorted(canon):
         h.update(line + b"\n")
     return h.hexdigest()
 
 
 def _money_text(m: Money) -> str:
     return format(m.amount, "f")
+
+
+class Steps(Protocol):
+    """What long work reports as it goes (``cps_engine.cli_common.progress`` gives one that draws a bar on
+    a terminal): ``stage`` when the kind of work changes, ``advance`` after each piece of it."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def stage(self, name: str, total: int | None = None) -> None: ...
+
+
+class _Quiet:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+
+_QUIET: Final = _Quiet()
+#: lines or events between two progress reports
+_STEP: Final = 4096
+
+
+# ---------------------------------------------------------------------------------------------- spreadsheet-safe rates
+#: significant digits a spreadsheet keeps of a number (a double, as Excel shows it)
+_SHEET_DIGITS: Final = 15
+_TEXT_FORMULA: Final = re.compile(r'^="([^"]*)"$')
+
+
+def excel_rate(rate: Fraction) -> str:
+    """The exact rate as a CSV cell that spreadsheets neither turn into a date nor round.
+
+    A rate with a terminating decimal of at most 15 significant digits is that decimal (a number every
+    spreadsheet keeps exactly: ``0.1``).  Any other (``3/34``, which Excel reads as March 1934, ``1/3``,
+    read as 3 January) is its exact text inside a constant text formula, ``="3/34"``: Excel, Google Sheets
+    and Numbers show the text ``3/34``, LibreOffice shows the cell as written; nothing shows a date.
+    The formula is built here from a :class:`~fractions.Fraction` (digits and one ``/``), never from
+    user data, so it is not a way in for formula injection.  :func:`read_statement` reads both forms
+    back to the same exact rate.
+
+    >>> excel_rate(Fraction(1, 10)), excel_rate(Fraction(3, 34)), excel_rate(Fraction(1, 2**60))
+    ('0.1', '="3/34"', '="1/1152921504606846976"')
+    """
+    text = format_rate(rate)
+    if "/" not in text and len(text.lstrip("-").replace(".", "").lstrip("0")) <= _SHEET_DIGITS:
+        return text
+    return f'="{rate.numerator}/{rate.denominator}"'
+
+
+def rate_percent(rate: Fraction) -> str:
+    """The rate as a percentage rounded half-even to 4 decimals, for reading (the exact rate is
+    :func:`excel_rate`): ``8.8235%`` for 3/34.
+
+    >>> rate_percent(Fraction(3, 34)), rate_percent(Fraction(1, 10)), rate_percent(Fraction(1, 8))
+    ('8.8235%', '10%', '12.5%')
+    """
+    pct = (Decimal(rate.numerator) * 100 / Decimal(rate.denominator)).quantize(Decimal("0.0001"),
+                                                                              rounding=ROUND_HALF_EVEN)
+    return f"{_decimal_text(pct)}%"
+
+
+def _unformula(text: str) -> str:
+    """``="3/34"`` -> ``3/34``: the spreadsheet text form of :func:`excel_rate`; other text as is."""
+    m = _TEXT_FORMULA.match(text.strip())
+    return m.group(1) if m else text
+
+
+class _Cell:
+    """A CSV cell written as it is (:class:`CsvWriter` neutralises ``str`` cells only): the constant
+    text formula of :func:`excel_rate`, which holds no user data."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def zone_of(events: Iterable[Event], policy: PolicyConfig | None = None) -> tuple[str, str]:
+    """The time zone a statement period is read in when none is given, and where it came from: the
+    UTC offset every event carries when they all agree (``+08:00``, "the events' offset"), else a
+    ``tz`` the policy config declares, else ``UTC``.
+
+    >>> from cps_engine.models import load_events
+    >>> zone_of(load_events(['{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00+08:00"}']))
+    ('+08:00', "the events' offset")
+    >>> zone_of([])
+    ('UTC', 'default')
+    """
+    offsets = {ev.at.utcoffset() for ev in events}
+    if len(offsets) == 1:
+        (delta,) = offsets
+        if delta is not None:
+            return _offset_text(delta), "the events' offset"
+    declared = getattr(policy, "tz", None) if policy is not None else None
+    if isinstance(declared, str) and declared:
+        return declared, "the policy"
+    return "UTC", "default" if len(offsets) <= 1 else "default: the events' offsets differ"
+
+
+def _offset_text(delta: timedelta) -> str:
+    if not delta:
+        return "UTC"
+    sign = "-" if delta < timedelta(0) else "+"
+    minutes = abs(int(delta.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 # ---------------------------------------------------------------------------------------------- lines
@@ -476,11 +605,23 @@ class Statement:
         return f'{head[:-2]},\n "lines": [\n{body}\n ]\n}}\n' if lines else f'{head[:-2]},\n "lines": []\n}}\n'
 
     def write_csv(self, out: IO[str]) -> None:
-        """Lines as CSV with a header row (:data:`LINE_FIELDS`)."""
-        writer = CsvWriter(out, fieldnames=LINE_FIELDS, lineterminator="\n")  # formula cells neutralised
+        """Lines as CSV with a header row (:data:`CSV_FIELDS`): the exact rate as :func:`excel_rate`
+        (never a date in a spreadsheet) with ``rate_percent`` (:func:`rate_percent`) beside it."""
+        writer = CsvWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")  # formula cells neutralised
         writer.writeheader()
+        shown: dict[Fraction, tuple[str | _Cell, str]] = {}
         for line in self.lines:
-            writer.writerow(line.as_row())
+            row: dict[str, Any] = line.as_row()
+            if line.rate is not None:
+                hit = shown.get(line.rate)
+                if hit is None:
+                    exact = excel_rate(line.rate)
+                    hit = shown[line.rate] = (_Cell(exact) if exact.startswith("=") else exact,
+                                              rate_percent(line.rate))
+                row["rate"], row["rate_percent"] = hit
+            else:
+                row["rate_percent"] = ""
+            writer.writerow(row)
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -556,6 +697,75 @@ def statement_lines(settlements: Iterable[Settlement], orders: Mapping[str, Orde
     return [line for _, line in out]
 
 
+def period_lines(events: Sequence[Event], policy: PolicyConfig, period: Period, *,
+                 binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS, hold_days: int | None = None,
+                 as_of: datetime | None = None, graph: ShareGraph | None = None,
+                 steps: Steps | None = None) -> list[StatementLine]:
+    """The lines owed on the orders of ``events`` paid within ``period`` (each on its net base after the
+    history's refunds), sorted as :func:`statement_lines` sorts them; states as of ``as_of``.
+
+    Computed on the batch path (:func:`~cps_engine.batch.compute_batch`, only the period's orders, the
+    share graph built once) when pandas is installed (the ``analysis`` extra), else order by order
+    (:func:`~cps_engine.engine.compute_events`): the same lines to the unit either way (a property
+    test of the batch engine; the statement tests compare the two on the sample and on hostile ids).
+    """
+    steps = steps if steps is not None else _QUIET
+    evs = list(events)
+    config = _binding(binding)
+    try:
+        import pandas  # noqa: F401 - the batch engine's frames
+    except ImportError:
+        steps.stage("computing commissions order by order")
+        settlements = compute_events(evs, policy, graph=graph, binding=config)
+        return statement_lines(settlements, orders_by_id(evs), period, hold_days=hold_days, as_of=as_of)
+    orders = orders_by_id(evs)
+    refunded = refunds_by_order(evs, orders)
+    inside = sorted((o for o in orders.values() if o.at in period), key=lambda o: (o.at, o.id))
+    if not inside:
+        return []
+    if graph is None:
+        steps.stage("building the share graph")
+        graph = ShareGraph.from_events(evs, binding=config)
+    steps.stage(f"computing the commissions of {len(inside):,} orders")
+    frame = batch_frame(inside, policy, graph, {o.id: refunded[o.id] for o in inside if refunded.get(o.id)})
+    return _frame_lines(frame, inside, hold_days, as_of, steps)
+
+
+def batch_frame(orders: Sequence[OrderEvent], policy: PolicyConfig, graph: ShareGraph,
+                refunds: Mapping[str, int] | None = None) -> Any:
+    """``compute_batch`` of ``orders`` (events) on ``graph`` with ``refunds`` (order id -> refunded
+    minor units): the lines frame (pandas).  A plugin policy without a batch plan is computed per
+    order inside it, with the same lines: its warning is not repeated to the auditor."""
+    from cps_engine.batch import compute_batch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return compute_batch(list(orders), policy=policy, graph=graph, refunds=dict(refunds) if refunds else None)
+
+
+def _frame_lines(frame: Any, orders: Sequence[OrderEvent], hold_days: int | None, as_of: datetime | None,
+                 steps: Steps) -> list[StatementLine]:
+    n = len(frame)
+    steps.stage("stating the lines", n)
+    at = {o.id: o.at for o in orders}
+    state = {o.id: _state(o, hold_days, as_of) for o in orders}
+    rates: dict[str, Fraction] = {}
+    cols = [frame[c].tolist() for c in ("order", "payee", "level", "amount_minor", "currency", "rate", "base_minor")]
+    out: list[tuple[tuple[Any, ...], StatementLine]] = []
+    for i, (order, payee, level, amount, cur, rate_text, base) in enumerate(zip(*cols, strict=True)):
+        rate = rates.get(rate_text)
+        if rate is None:
+            rate = rates[rate_text] = Fraction(rate_text)
+        line = StatementLine(payee=payee, order=order, amount=Money(int(amount), cur), level=int(level),
+                             base=Money(int(base), cur), rate=rate, state=state[order])
+        out.append(((payee, cur, at[order], order, line.level), line))
+        if i % _STEP == _STEP - 1:
+            steps.advance(_STEP)
+    steps.advance(n % _STEP)
+    out.sort(key=lambda kv: kv[0])
+    return [line for _, line in out]
+
+
 def _binding(binding: BindingConfig | BindingMode | str) -> BindingConfig:
     return BindingConfig.of(binding)
 
@@ -570,15 +780,19 @@ def cut_events(events: Iterable[Event], as_of: datetime | None) -> list[Event]:
 
 
 def build_statement(events: Iterable[Event], policy: PolicyConfig, period: str | Period, *,
-                    tz: str = "UTC", as_of: datetime | None = None, hold_days: int | None = None,
+                    tz: str | None = None, as_of: datetime | None = None, hold_days: int | None = None,
                     binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
-                    previous: Statement | Manifest | None = None) -> Statement:
+                    previous: Statement | Manifest | None = None, steps: Steps | None = None) -> Statement:
     """Recompute every commission from ``events`` and state the lines of orders paid in ``period``.
 
+    The period is read in ``tz`` (``UTC``, ``+08:00`` or ``Asia/Shanghai``); without it, in the zone
+    of the data (:func:`zone_of`: the offset all the events carry, else the policy's, else UTC).  The
+    manifest's ``tz`` says which zone was used.
     Only events up to ``as_of`` count (default: all; the manifest records the latest event time).
     ``hold_days`` models the hold period (冻结天数): lines are ``pending`` until ``hold_days`` after
     the order, then ``available``; without it every line is ``accrued``.  ``previous`` chains the
-    statement to the one before it.
+    statement to the one before it.  ``steps`` hears of the progress of long work (:class:`Steps`).
+    The lines are computed by :func:`period_lines` (the batch engine).
 
     >>> from cps_engine.models import load_events
     >>> from cps_engine.policies import load_policy
@@ -592,22 +806,23 @@ def build_statement(events: Iterable[Event], policy: PolicyConfig, period: str |
     >>> st.manifest.chain_root == st.manifest.computed_chain_root()
     True
     """
-    per = period if isinstance(period, Period) else Period.parse(period, tz)
     config = _binding(binding)
     evs = cut_events(events, as_of)
+    if isinstance(period, Period):
+        per = period
+    else:
+        per = Period.parse(period, tz if tz is not None else zone_of(evs, policy)[0])
     effective_as_of = as_of if as_of is not None else max((ev.at for ev in evs), default=None)
-    settlements = compute_events(evs, policy, binding=config)
-    orders = {ev.id: ev for ev in evs if isinstance(ev, OrderEvent)}
-    lines = statement_lines(settlements, orders, per, hold_days=hold_days, as_of=effective_as_of)
-    return seal_lines(lines, per, events_sha256=events_digest(evs), policy=policy.label, policy_kind=policy.kind,
-                      policy_config_hash=policy.config_hash, rounding=policy.rounding.value,
+    lines = period_lines(evs, policy, per, binding=config, hold_days=hold_days, as_of=effective_as_of, steps=steps)
+    return seal_lines(lines, per, events_sha256=events_digest(evs, steps=steps), policy=policy.label,
+                      policy_kind=policy.kind, policy_config_hash=policy.config_hash, rounding=policy.rounding.value,
                       binding=config.mode.value, expire_days=config.expire_days, hold_days=hold_days,
-                      as_of=effective_as_of, previous=previous)
+                      as_of=effective_as_of, previous=previous, steps=steps)
 
 
-def statement_from_ledger(ledger: Ledger, period: str | Period, *, tz: str = "UTC", as_of: datetime | None = None,
-                          policy: PolicyConfig | None = None,
-                          previous: Statement | Manifest | None = None) -> Statement:
+def statement_from_ledger(ledger: Ledger, period: str | Period, *, tz: str | None = None,
+                          as_of: datetime | None = None, policy: PolicyConfig | None = None,
+                          previous: Statement | Manifest | None = None, steps: Steps | None = None) -> Statement:
     """The statement of ``period`` from a ledger database: the events the ledger applied, replayed
     under its policy, hold days and binding mode, so the statement is recomputable from the same
     inputs by anyone (``audit verify`` on the exported events gives zero discrepancies).
@@ -636,13 +851,14 @@ def statement_from_ledger(ledger: Ledger, period: str | Period, *, tz: str = "UT
         raise InvalidStatement(f"the ledger's hold period changed over time ({sorted(holds)} days): a statement "
                                "states one", field="hold_days")
     return build_statement(ledger.applied_events(), policy, period, tz=tz, as_of=as_of, hold_days=holds.pop(),
-                           binding=ledger.binding, previous=previous)
+                           binding=ledger.binding, previous=previous, steps=steps)
 
 
 def seal_lines(lines: Sequence[StatementLine], period: str | Period, *, tz: str = "UTC", events_sha256: str = "",
                policy: str = "", policy_kind: str = "", policy_config_hash: str = "", rounding: str = "down",
                binding: str = "first_wins", expire_days: int | None = None, hold_days: int | None = None,
-               as_of: datetime | None = None, previous: Statement | Manifest | None = None) -> Statement:
+               as_of: datetime | None = None, previous: Statement | Manifest | None = None,
+               steps: Steps | None = None) -> Statement:
     """Attach a manifest (Merkle root, leaf hashes, chain root) to ``lines`` as they are, in their order.
 
     :func:`build_statement` fills in what the lines were computed from; a platform issuing its own
@@ -657,7 +873,14 @@ def seal_lines(lines: Sequence[StatementLine], period: str | Period, *, tz: str 
     prev = previous.manifest if isinstance(previous, Statement) else previous
     if isinstance(previous, Statement) and prev is None:
         raise InvalidStatement("the previous statement has no manifest to chain to", field="previous")
-    hashes = [line.leaf_hash() for line in lines]
+    steps = steps if steps is not None else _QUIET
+    steps.stage("hashing the lines", len(lines))
+    hashes = []
+    for i, line in enumerate(lines):
+        hashes.append(line.leaf_hash())
+        if i % _STEP == _STEP - 1:
+            steps.advance(_STEP)
+    steps.advance(len(lines) % _STEP)
     draft = Manifest(
         period=per.label, tz=per.tz, period_start=per.start.isoformat(), period_end=per.end.isoformat(),
         as_of=_iso(as_of), events_sha256=events_sha256, policy=policy, policy_kind=policy_kind,
@@ -871,7 +1094,7 @@ def _parse_level(text: str) -> int:
 
 
 def _parse_rate_text(text: str, percent: bool, decimal: str) -> Fraction:
-    t = text.strip()
+    t = _unformula(text).strip()  # ="3/34", the spreadsheet-safe form of excel_rate
     if decimal == ",":
         t = t.replace(",", ".")
     if percent and not t.endswith("%") and "/" not in t:

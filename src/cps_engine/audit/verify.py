@@ -65,12 +65,15 @@ from cps_engine.audit.statement import (
     Period,
     Statement,
     StatementLine,
+    Steps,
+    batch_frame,
     cut_events,
     events_digest,
-    statement_lines,
+    period_lines,
+    zone_of,
 )
-from cps_engine.engine import Settlement, compute_events, refunds_by_order
-from cps_engine.graph import BindingConfig, BindingMode
+from cps_engine.engine import compute, orders_by_id, refunds_by_order
+from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.models import Event, OrderEvent
 from cps_engine.money import Money, format_rate
 from cps_engine.policies.base import PolicyConfig
@@ -326,14 +329,18 @@ def _unmatched(s: StatementLine, ctx: _Context, line: int, row: int) -> Discrepa
 def verify_statement(statement: Statement, events: Iterable[Event], policy: PolicyConfig, *,
                      period: str | Period | None = None, tz: str | None = None, as_of: datetime | None = None,
                      hold_days: int | None = None,
-                     binding: BindingConfig | BindingMode | str | None = None) -> VerificationReport:
+                     binding: BindingConfig | BindingMode | str | None = None,
+                     steps: Steps | None = None) -> VerificationReport:
     """Recompute every line of ``statement`` from ``events`` under ``policy`` and report the differences.
 
     ``period``, ``tz``, ``as_of``, ``hold_days`` and ``binding`` default to what the statement's manifest
-    says (a platform statement without a manifest needs ``period``; ``tz`` then defaults to UTC).
+    says (a platform statement without a manifest needs ``period``; ``tz`` then defaults to the zone of
+    the data, :func:`~cps_engine.audit.statement.zone_of`: the offset all the events carry, else UTC).
     States are compared only when the hold period is known.  Raises :class:`InvalidStatement` when
-    the period is unknown.
+    the period is unknown.  The recomputation runs on the batch engine
+    (:func:`~cps_engine.audit.statement.period_lines`); ``steps`` hears of its progress.
     """
+    events = list(events)
     man = statement.manifest
     if period is None and man is None:
         raise InvalidStatement("the statement has no manifest: give the period it covers (--period 2026-03)",
@@ -342,7 +349,8 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
         per = period
     else:
         label = period if period is not None else man.period  # type: ignore[union-attr]
-        zone = tz if tz is not None else (man.tz if man is not None else "UTC")
+        zone = tz if tz is not None else (man.tz if man is not None else zone_of(cut_events(events, as_of),
+                                                                                 policy)[0])
         per = Period.parse(label, zone)
     if as_of is None and man is not None and man.as_of is not None:
         as_of = datetime.fromisoformat(man.as_of)
@@ -353,16 +361,14 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
     config = BindingConfig.of(binding)
 
     evs = cut_events(events, as_of)
-    settlements: list[Settlement] = compute_events(evs, policy, binding=config)
-    orders = {ev.id: ev for ev in evs if isinstance(ev, OrderEvent)}
+    orders = orders_by_id(evs)
     refunded = refunds_by_order(evs, orders)
     effective_as_of = as_of if as_of is not None else max((ev.at for ev in evs), default=None)
-    expected = statement_lines(settlements, orders, per, hold_days=hold_days, as_of=effective_as_of)
-    gross: dict[tuple[str, str], int] = {}
-    for sett in settlements:
-        if refunded.get(sett.order) and orders[sett.order].at in per:
-            for cl in sett.rebase(0).lines:
-                gross[(cl.order, cl.payee)] = cl.amount.minor
+    graph = ShareGraph.from_events(evs, binding=config)
+    expected = period_lines(evs, policy, per, binding=config, hold_days=hold_days, as_of=effective_as_of,
+                            graph=graph, steps=steps)
+    gross = _gross(sorted((o for o in orders.values() if refunded.get(o.id) and o.at in per),
+                          key=lambda o: (o.at, o.id)), policy, graph)
     ctx = _Context(orders, refunded, gross, per, policy.self_purchase, {e.key() for e in expected})
 
     report = VerificationReport(
@@ -449,6 +455,19 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
     out.sort(key=lambda d: (list(Kind).index(d.kind), d.line if d.line is not None else 1 << 62, d.order or "",
                             d.payee or ""))
     return report
+
+
+def _gross(orders: list[OrderEvent], policy: PolicyConfig, graph: ShareGraph) -> dict[tuple[str, str], int]:
+    """(order, payee) -> the line's amount before any refund, for the refunded orders of the period
+    (to tell "a refund not applied" from another wrong amount)."""
+    if not orders:
+        return {}
+    try:
+        frame = batch_frame(orders, policy, graph)
+    except ImportError:  # no pandas: order by order
+        return {(cl.order, cl.payee): cl.amount.minor for o in orders for cl in compute(o, policy, graph=graph).lines}
+    return {(o, p): int(a) for o, p, a in zip(frame["order"].tolist(), frame["payee"].tolist(),
+                                              frame["amount_minor"].tolist(), strict=True)}
 
 
 def _sum(lines: Iterable[StatementLine]) -> dict[str, int]:
