@@ -26,8 +26,8 @@ from cps_engine._version import library_version
 #: public name -> (module, attribute), imported on first use
 _LAZY: dict[str, tuple[str, str]] = {
     "AbuseReport": ("cps_engine.audit", "AbuseReport"),
-    "AccountLine": ("cps_engine.ledger", "StatementLine"),
-    "AccountStatement": ("cps_engine.ledger", "Statement"),
+    "AccountLine": ("cps_engine.ledger", "AccountLine"),
+    "AccountStatement": ("cps_engine.ledger", "AccountStatement"),
     "Balance": ("cps_engine.ledger", "Balance"),
     "BelowMinimumPayout": ("cps_engine.ledger", "BelowMinimumPayout"),
     "BindEvent": ("cps_engine.models", "BindEvent"),
@@ -185,6 +185,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     )
     from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
     from cps_engine.ledger import (
+        AccountLine,
+        AccountStatement,
         Balance,
         BelowMinimumPayout,
         InsufficientBalance,
@@ -193,8 +195,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         PayoutRefused,
         RecordSummary,
     )
-    from cps_engine.ledger import Statement as AccountStatement
-    from cps_engine.ledger import StatementLine as AccountLine
     from cps_engine.models import (
         BindEvent,
         Event,

@@ -137,9 +137,11 @@ from cps_engine.ledger.ledger import (
 )
 from cps_engine.ledger.postings import LedgerRules
 from cps_engine.ledger.schema import ledger_ddl, ledger_metadata
-from cps_engine.ledger.statement import Statement, StatementLine, build_statement
+from cps_engine.ledger.statement import AccountLine, AccountStatement, Statement, StatementLine, build_statement
 
 __all__ = [
+    "AccountLine",
+    "AccountStatement",
     "Balance",
     "BelowMinimumPayout",
     "ChainHead",

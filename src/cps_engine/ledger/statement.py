@@ -43,8 +43,8 @@ from cps_engine.times import from_micros
 if TYPE_CHECKING:
     from cps_engine.ledger.ledger import Ledger
 
-__all__ = ["STATES", "Statement", "StatementLine", "build_statement", "display_time", "movements", "parse_zone",
-           "recorded_zone", "statement_of", "zone_label"]
+__all__ = ["STATES", "AccountLine", "AccountStatement", "Statement", "StatementLine", "build_statement", "display_time",
+           "movements", "parse_zone", "recorded_zone", "statement_of", "zone_label"]
 
 STATES = ("pending", "available", "paid", "fee")
 CSV_COLUMNS = ("at", "kind", "event", "order", "level", "rate", "config_hash", "currency", "pending", "available",
@@ -126,7 +126,7 @@ def recorded_zone(ledger: Ledger, payee: str | None = None) -> tuple[tzinfo, str
 
 
 @dataclass(frozen=True, slots=True)
-class StatementLine:
+class AccountLine:
     """One movement of a payee's balances; ``delta`` maps states to signed minor units."""
 
     at_us: int
@@ -153,9 +153,9 @@ class StatementLine:
         return row
 
 
-def movements(entries: Iterable[Entry]) -> list[StatementLine]:
+def movements(entries: Iterable[Entry]) -> list[AccountLine]:
     """Every balance movement of the given (one payee's) entries, in time order."""
-    out: list[StatementLine] = []
+    out: list[AccountLine] = []
     releases: dict[tuple[str | None, int | None, int, str], list[Any]] = {}
     for e in entries:
         if e.payee is None:
@@ -163,7 +163,7 @@ def movements(entries: Iterable[Entry]) -> list[StatementLine]:
         if e.account == "commission" and e.kind != "payout":
             assert e.available_us is not None
             state = "pending" if e.effective_us < e.available_us else "available"
-            out.append(StatementLine(e.effective_us, e.kind, e.event, e.currency, ((state, e.amount),), e.order,
+            out.append(AccountLine(e.effective_us, e.kind, e.event, e.currency, ((state, e.amount),), e.order,
                                      e.level, e.rate, e.config_hash, e.seq))
             if state == "pending":
                 k = (e.order, e.line, e.available_us, e.currency)
@@ -171,24 +171,24 @@ def movements(entries: Iterable[Entry]) -> list[StatementLine]:
                 rel[0] += e.amount
         else:
             state = {"commission": "available", "paid": "paid", "fee": "fee"}[e.account]
-            out.append(StatementLine(e.effective_us, e.kind, e.event, e.currency, ((state, e.amount),), e.order,
+            out.append(AccountLine(e.effective_us, e.kind, e.event, e.currency, ((state, e.amount),), e.order,
                                      e.level, e.rate, e.config_hash, e.seq))
     for (order, _line, at, cur), (total, e) in releases.items():
         if total:
-            out.append(StatementLine(at, "release", f"order:{order}", cur, (("pending", -total), ("available", total)),
+            out.append(AccountLine(at, "release", f"order:{order}", cur, (("pending", -total), ("available", total)),
                                      order, e.level, e.rate, e.config_hash))
     out.sort(key=lambda m: (m.at_us, m.entry is None, m.entry or 0, m.order or "", m.level or 0))
     return out
 
 
 @dataclass
-class Statement:
+class AccountStatement:
     """A payee's movements over ``[start_us, end_us)`` with opening and closing balances per currency."""
 
     payee: str
     start_us: int
     end_us: int
-    lines: list[StatementLine]
+    lines: list[AccountLine]
     opening: dict[str, dict[str, int]]
     closing: dict[str, dict[str, int]]
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -247,7 +247,7 @@ class Statement:
                         **self._money(cur, self.closing.get(cur, {})), "tz": tz})
 
 
-def _balances(lines: Iterable[StatementLine], before: int) -> dict[str, dict[str, int]]:
+def _balances(lines: Iterable[AccountLine], before: int) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for m in lines:
         if m.at_us < before:
@@ -258,7 +258,7 @@ def _balances(lines: Iterable[StatementLine], before: int) -> dict[str, dict[str
 
 
 def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end: datetime | str | int, *,
-                    tz: str | tzinfo | None = None) -> Statement:
+                    tz: str | tzinfo | None = None) -> AccountStatement:
     """The statement of ``payee`` for ``[start, end)`` (times as aware datetimes, ISO text or µs), its
     times shown in ``tz`` (default: the offset the payee's events were recorded with, else UTC).
 
@@ -286,7 +286,7 @@ def build_statement(ledger: Ledger, payee: str, start: datetime | str | int, end
 
 
 def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: int, *, chain_head: ChainHead,
-                 rounding: Iterable[str], tz: tzinfo = UTC, tz_source: str = "UTC (default)") -> Statement:
+                 rounding: Iterable[str], tz: tzinfo = UTC, tz_source: str = "UTC (default)") -> AccountStatement:
     """The statement of ``payee`` for ``[start_us, end_us)``: a pure function of the payee's entries
     up to ``end_us`` (what :func:`build_statement` reads from a ledger) and the manifest facts."""
     s, e = start_us, end_us
@@ -301,4 +301,10 @@ def statement_of(entries: Iterable[Entry], payee: str, start_us: int, end_us: in
         "rounding": sorted(set(rounding)),
         "library_version": lib,
     }
-    return Statement(payee, s, e, lines, _balances(all_moves, s), _balances(all_moves, e), manifest, tz, tz_source)
+    return AccountStatement(payee, s, e, lines, _balances(all_moves, s), _balances(all_moves, e), manifest, tz,
+                            tz_source)
+
+
+#: the 0.x names of :class:`AccountStatement` and :class:`AccountLine`
+Statement = AccountStatement
+StatementLine = AccountLine
