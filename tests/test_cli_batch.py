@@ -236,3 +236,28 @@ def test_progress_is_shown_on_a_terminal_only(tmp_path: Path, monkeypatch: pytes
         monkeypatch.setattr(cli_whatif, "err", fake)
         assert CliRunner().invoke(app, args).exit_code == 0
         assert ("reading events" in screen.getvalue()) is terminal
+
+
+def test_money_text_in_columns_is_the_money_text() -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cps_engine.cli import _money_text
+    from cps_engine.money import Money
+
+    values = np.array([0, 1, -1, 5, -5, 99, 100, 101, -12345, 10**15, -(10**15) - 7, 2**62], dtype=np.int64)
+    for cur, exp in (("JPY", 0), ("CNY", 2), ("KWD", 3), ("CLF", 4)):
+        got = _money_text(pa, pc, values, np.full(len(values), exp, dtype=np.int64)).to_pylist()
+        assert got == [str(Money(int(v), cur).amount) for v in values]
+
+
+def test_csv_rows_that_need_escaping_are_written_by_the_csv_writer(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: a columnar writer that does not hand formula cells to CsvWriter differs."""
+    from cps_engine import cli
+
+    events = _hostile(tmp_path)
+    assert _cli(tmp_path, events, POLICIES[0], "csv") == _reference(events, POLICIES[0], "csv")
+    monkeypatch.setattr(cli, "_ESCAPED", "^$x")
+    assert _cli(tmp_path, events, POLICIES[0], "csv") != _reference(events, POLICIES[0], "csv")

@@ -7,6 +7,8 @@ Bad input exits with status 2 and a message naming the record and field.
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import tempfile
 from collections.abc import Iterable
@@ -117,6 +119,8 @@ def write_batch_lines(lines: Any, policy: PolicyConfig, fmt: str, out: IO[str], 
             hit = money[key] = str(Money(minor, cur).amount)
         return hit
 
+    if writer is not None and _pyarrow() is not None:
+        return _write_csv_columns(lines, (label, config_hash, rounding), out, steps)
     cols = [lines[c].tolist() for c in ("order", "payee", "level", "amount_minor", "currency", "rate", "rule",
                                         "base_minor", "path")]
     rows: Iterable[tuple[Any, ...]] = zip(*cols, strict=True)
@@ -130,6 +134,103 @@ def write_batch_lines(lines: Any, policy: PolicyConfig, fmt: str, out: IO[str], 
             writer.writerow(row)
         else:
             out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    return n
+
+
+def _pyarrow() -> Any:
+    try:
+        return importlib.import_module("pyarrow.compute")
+    except ImportError:
+        return None
+
+
+#: a cell :func:`~cps_engine.textio.escape_cell` may change: such rows are written by :class:`CsvWriter`
+_TRIGGERS = "=+\\-@\\t\\r\\x{ff1d}\\x{ff0b}\\x{ff0d}\\x{ff20}"
+_ESCAPED = f"^(?:[{_TRIGGERS}]|'['{_TRIGGERS}])"
+_CSV_CHUNK = 1 << 18
+
+
+def _csv_cell(value: str) -> str:
+    """One cell's text as :class:`CsvWriter` writes it within a row (escaped, quoted when needed)."""
+    buf = io.StringIO()
+    CsvWriter(buf, fieldnames=("a", "b")).write_cells([value, ""])
+    return buf.getvalue()[:-3]  # drop ",\r\n"
+
+
+def _money_text(pa: Any, pc: Any, minor: Any, exps: Any) -> Any:
+    """``str(Money(minor, cur).amount)`` for whole columns: sign, integer part, the currency's decimals."""
+    import numpy as np
+
+    mag = np.abs(minor)
+    scale = np.power(10, exps, dtype=np.int64)
+    whole = pa.array(mag // scale).cast(pa.string())
+    frac = pa.array(mag % scale + scale).cast(pa.string())  # "1" + the decimals, zero-padded
+    frac = pc.utf8_slice_codeunits(frac, 1)
+    text = pc.if_else(pa.array(exps > 0), pc.binary_join_element_wise(whole, frac, "."), whole)
+    return pc.if_else(pa.array(minor < 0), pc.binary_join_element_wise("-", text, ""), text)
+
+
+def _write_csv_columns(lines: Any, constants: tuple[str, str, str], out: IO[str], steps: Steps | None) -> int:
+    """The rows of :func:`write_batch_lines` as CSV, built a chunk at a time with Arrow: cells with a
+    separator, quote or line break quoted as the csv module quotes them; rows with a cell that
+    :func:`~cps_engine.textio.escape_cell` would change are written by :class:`CsvWriter` itself."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cps_engine.money import CURRENCIES
+
+    label, config_hash, rounding = (_csv_cell(c) for c in constants)
+    n = len(lines)
+    binary = getattr(out, "buffer", None) if str(getattr(out, "encoding", "")).lower().replace("-", "") == "utf8" \
+        else None
+    for lo in range(0, n, _CSV_CHUNK):
+        part = lines.iloc[lo:lo + _CSV_CHUNK]
+        cur = pa.array(part["currency"].astype(object).tolist(), pa.string())
+        exps = np.zeros(len(part), dtype=np.int64)
+        codes = np.asarray(part["currency"].astype(object), dtype=object)
+        for code in set(codes.tolist()):
+            exps[codes == code] = CURRENCIES[code]
+        text = {c: pa.array(part[c].astype(object).tolist(), pa.string())
+                for c in ("order", "payee", "rate", "rule", "path")}
+        text["currency"] = cur
+        text["amount"] = _money_text(pa, pc, part["amount_minor"].to_numpy(dtype=np.int64), exps)
+        text["base"] = _money_text(pa, pc, part["base_minor"].to_numpy(dtype=np.int64), exps)
+        flagged = np.zeros(len(part), dtype=bool)
+        cells = {}
+        for name, col in text.items():
+            flagged |= np.asarray(pc.match_substring_regex(col, _ESCAPED).to_numpy(zero_copy_only=False), dtype=bool)
+            quote = pc.match_substring_regex(col, '[,"\\r\\n]')
+            quoted = pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "")
+            cells[name] = pc.if_else(quote, quoted, col)
+        level = pa.array(part["level"].to_numpy(dtype=np.int64)).cast(pa.string())
+        row = pc.binary_join_element_wise(
+            cells["order"], cells["payee"], level, cells["amount"], cells["currency"], cells["rate"], cells["rule"],
+            label, config_hash, cells["base"], cells["path"], rounding, ",")
+        row = pc.binary_join_element_wise(row, "\r\n", "")
+        if flagged.any():
+            py = []
+            cols = {c: part[c].tolist() for c in ("order", "payee", "level", "rate", "rule", "path", "currency")}
+            amount, base = text["amount"].to_pylist(), text["base"].to_pylist()
+            for i in np.flatnonzero(flagged).tolist():
+                buf = io.StringIO()
+                CsvWriter(buf, fieldnames=LINE_COLUMNS).writerow({
+                    "order": cols["order"][i], "payee": cols["payee"][i], "level": cols["level"][i],
+                    "amount": amount[i], "currency": cols["currency"][i], "rate": cols["rate"][i],
+                    "rule": cols["rule"][i], "policy": constants[0], "config_hash": constants[1], "base": base[i],
+                    "path": cols["path"][i], "rounding": constants[2]})
+                py.append(buf.getvalue())
+            row = pc.replace_with_mask(row, pa.array(flagged), pa.array(py, pa.string()))
+        data = "".join(row.to_pylist()) if binary is None else None
+        if binary is None:
+            out.write(data or "")
+        else:
+            chunk = row.cast(pa.large_string()) if not isinstance(row, pa.LargeStringArray) else row
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset:chunk.offset + len(chunk) + 1]
+            out.flush()
+            binary.write(memoryview(chunk.buffers()[2])[int(offsets[0]):int(offsets[-1])])
+        if steps is not None:
+            steps.advance(len(part))
     return n
 
 
