@@ -175,10 +175,10 @@ def _write_csv_columns(lines: Any, constants: tuple[str, str, str], out: IO[str]
     separator, quote or line break quoted as the csv module quotes them; rows with a cell that
     :func:`~cps_engine.textio.escape_cell` would change are written by :class:`CsvWriter` itself."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     from cps_engine.money import CURRENCIES
+
+    pa, pc = importlib.import_module("pyarrow"), importlib.import_module("pyarrow.compute")
 
     label, config_hash, rounding = (_csv_cell(c) for c in constants)
     n = len(lines)
