@@ -12,11 +12,14 @@ One path for every built-in policy and every plugin that compiles to a plan:
 3. **Rates** — each line's spec by precedence payee > product/category > default; fixed amounts
    become exact ``amount / base`` fractions per order (vectorised, reduced by gcd, interned), and
    orders whose item lines carry product/category rates ask :meth:`Plan.resolve` once per tier.
-   Pools weigh their members (``equal``/``position`` by (k, position) class; ``decay`` per link).
+   A pool has one rate per order and integer weights: ``equal``/``position`` from a table by chain
+   length, ``decay`` per link under the rounded-weight contract (:meth:`Weights.decay_units`).
 4. **Cap** — each order's total rate, exactly, on one common denominator (int64 when it fits, else
    exact Python integers per order), scaled to the ceiling by :meth:`Plan.cap_scale`'s rule.
 5. **Money** — ``round(base × rate)`` per line; a pool rounded once and split by floors plus
-   largest remainders, ties to the farther link, as :func:`cps_engine.engine._split` does.
+   largest remainders, ties to the farther link, as :func:`cps_engine.engine._split` does: floors
+   in int64, the units left ranked within the orders of one chain length at a time (no sort over
+   all members).
 
 Every Fraction is computed by the plan's own scalar code once per distinct value; what remains
 per line is integer numpy.  Orders the arrays cannot decide exactly (a person repeated on a share
@@ -37,7 +40,7 @@ from cps_engine.engine import _split
 from cps_engine.graph.index import NO_TIME
 from cps_engine.money import MAX_MINOR
 from cps_engine.policies.base import Fixed, OrderView, RateSpec
-from cps_engine.policies.plan import Gate, Plan
+from cps_engine.policies.plan import DECAY_SCALE, Gate, Plan, Weights
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -410,62 +413,6 @@ def _cap(plan: Plan, pos: NDArray[np.int64], rate: NDArray[np.int64], rates: _Ra
     return out, scaled
 
 
-# ---------------------------------------------------------------------------- 5. money
-def _pool_amounts(pos: NDArray[np.int64], level: NDArray[np.int64], rate: NDArray[np.int64],
-                  net: NDArray[np.int64], rates: _Rates, rounding: Any, n: int) -> NDArray[np.int64]:
-    """Each pool rounded once, split by floors plus largest remainders (ties to the farther link)."""
-    from cps_engine.batch._kernels import _amounts
-
-    values = rates.values
-    m = len(pos)
-    if not m:
-        return np.zeros(0, dtype=_I64)
-    # the pool's rate per order: the exact sum of its members' rates
-    got = _totals(pos, rate, values, n)
-    orders = np.unique(pos)
-    if got is not None:
-        total, d = got
-        pr = np.unique(total[orders])
-        ids = {int(t): rates.add(Fraction(int(t), d)) for t in pr.tolist()}
-        pool_rate = np.asarray([ids[int(t)] for t in total[orders].tolist()], dtype=_I64)
-    else:
-        sums: dict[int, Fraction] = {}
-        for p, r in zip(pos.tolist(), rate.tolist(), strict=True):
-            sums[p] = sums.get(p, Fraction(0)) + values[r]
-        pool_rate = np.asarray([rates.add(sums[int(o)]) for o in orders.tolist()], dtype=_I64)
-    pool_total = np.zeros(n, dtype=_I64)
-    pool_total[orders] = _amounts(net[orders], pool_rate, rates.values, rounding)
-    base = net[pos]
-    used = np.unique(rate)
-    d = math.lcm(*(values[i].denominator for i in used.tolist()))
-    nums = {i: values[i].numerator * (d // values[i].denominator) for i in used.tolist()}
-    top = int(base.max(initial=0))
-    if d <= _BIG and top * max(nums.values()) <= _BIG:
-        p = np.zeros(len(values), dtype=_I64)
-        for i, k in nums.items():
-            p[i] = k
-        exact = base * p[rate]  # amount × d
-        floor = exact // d
-        rem = exact - floor * d
-        rest = pool_total.copy()
-        np.subtract.at(rest, pos, floor)
-        order = np.lexsort((-level, -rem, pos))
-        starts = np.searchsorted(pos[order], pos[order], side="left")
-        rank = np.arange(m) - starts
-        bump = np.zeros(m, dtype=_I64)
-        bump[order] = (rank < rest[pos[order]]).astype(_I64)
-        return np.asarray(floor + bump, dtype=_I64)
-    out = np.zeros(m, dtype=_I64)  # beyond int64: the engine's split, order by order
-    bounds = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1], True])
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        o = int(pos[a])
-        parts = [(i, values[int(rate[i])] * int(net[o]), int(level[i])) for i in range(a, b)]
-        split = _split(int(pool_total[o]), parts)
-        for i in range(a, b):
-            out[i] = split[i]
-    return out
-
-
 # ---------------------------------------------------------------------------- the plan
 def execute(plan: Plan, ga: GraphArrays, ch: _Chains, cols: OrderColumns, gross: NDArray[np.int64],
             net: NDArray[np.int64], rates: _Rates) -> PlanLines:
@@ -578,24 +525,22 @@ def execute(plan: Plan, ga: GraphArrays, ch: _Chains, cols: OrderColumns, gross:
         return [buyer_names[int(p)] if who == SELF else names[who]
                 for who, p in zip(person.tolist(), pos.tolist(), strict=True)]
 
-    # 3. rates
-    base_rate, rule_id, bad = _line_rates(plan, cols, gross, pos, tier, payee_names, rates, rules,
-                                          overrides=select != "pool")
     redo_sub = np.zeros(len(sub.pos), dtype=bool)
-    if select == "pool":
-        base_rate, keep_w, redo_w = _pool_rates(plan, ga, sub, cols, lrow, pos, li, links, base_rate, rates)
-        bad |= redo_w
-        redo_sub[lrow[bad]] = True
-        li, lrow, pos, person, level, base_rate, rule_id = (
-            li[keep_w], lrow[keep_w], pos[keep_w], person[keep_w], level[keep_w], base_rate[keep_w], rule_id[keep_w])
-    elif bad.any():
-        redo_sub[lrow[bad]] = True
-    # 4. cap
-    rate, scaled = _cap(plan, pos, base_rate, rates, n_cols)
-    # 5. money
-    if select == "pool":
-        amount = _pool_amounts(pos, level, rate, net, rates, policy.rounding, n_cols)
+    if select == "pool":  # 3.-5. for a pool: one rate per order, weights, cap, the exact split
+        pl = _pool(plan, ga, sub, cols, gross, net, rates, rules, lrow, pos, li, level, links)
+        redo_sub[pl.redo_rows] = True
+        paid = pl.keep
+        li, lrow, pos, person, level = li[paid], lrow[paid], pos[paid], person[paid], level[paid]
+        rate, rule_id, scaled, amount = pl.rate, pl.rule, pl.scaled, pl.amount
     else:
+        # 3. rates
+        base_rate, rule_id, bad = _line_rates(plan, cols, gross, pos, tier, payee_names, rates, rules,
+                                              overrides=True)
+        if bad.any():
+            redo_sub[lrow[bad]] = True
+        # 4. cap
+        rate, scaled = _cap(plan, pos, base_rate, rates, n_cols)
+        # 5. money
         amount = _amounts(net[pos], rate, rates.values, policy.rounding)
     # rules: prefix + base rule (+ scaled)
     names = list(rules)
@@ -617,8 +562,13 @@ def execute(plan: Plan, ga: GraphArrays, ch: _Chains, cols: OrderColumns, gross:
         amount = np.concatenate([amount, _amounts(net[rp], rr, rates.values, policy.rounding)])
         rule = np.concatenate([rule, rebate_rule])
         link_idx = np.concatenate([link_idx, rk])
-    order = np.lexsort((level, pos))
     redo = np.unique(sub.pos[np.flatnonzero(redo_sub)])
+    if rebate_lines is None and (len(pos) < 2 or bool(np.all(
+            (pos[1:] > pos[:-1]) | ((pos[1:] == pos[:-1]) & (level[1:] > level[:-1]))))):
+        # already by order, then level (links are read nearest first): no sort
+        return PlanLines(pos, level, person, rate, amount, rule, list(final), redo, link_idx,
+                         _with_rows(links, sub), prefix)
+    order = np.lexsort((level, pos))
     return PlanLines(pos[order], level[order], person[order], rate[order], amount[order], rule[order],
                      list(final), redo, link_idx[order], _with_rows(links, sub), prefix)
 
@@ -629,77 +579,296 @@ def _with_rows(links: Links, sub: _Chains) -> Links:
                  links.down)
 
 
-def _pool_rates(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, lrow: NDArray[np.int64],
-                pos: NDArray[np.int64], li: NDArray[np.int64], links: Links, pool: NDArray[np.int64],
-                rates: _Rates) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.bool_]]:
-    """Each member's share of its order's pool (``pool × w / W``), which members keep a non-zero
-    weight, and which orders need the per-order engine (a link time unknown)."""
+# ---------------------------------------------------------------------------- pools (3.-5.)
+@dataclass
+class _PoolLines:
+    """What a pool pays: of the member lines given, which are kept (a non-zero share), and for
+    those the rate (index into the run's rates), base rule, whether it was scaled to the cap and
+    the amount; ``redo_rows`` are chain rows the per-order engine must compute."""
+
+    keep: NDArray[np.bool_]
+    rate: NDArray[np.int64]
+    rule: NDArray[np.int64]
+    scaled: NDArray[np.bool_]
+    amount: NDArray[np.int64]
+    redo_rows: NDArray[np.int64]
+
+
+def _decay_units(w: Weights, age: NDArray[np.int64]) -> NDArray[np.int64]:
+    """:meth:`Weights.decay_units` of every age, vectorised: ``10^9 × 2^(-age / half_life)`` in
+    float64 is within 1e-5 of the 28-digit value (relative error below 1e-14 while the weight can
+    round to non-zero, age / half_life < 31), so rounding it gives the contract's integer unless it
+    lies within 1e-3 of a half; those few (exact halves included: 2^-n × 10^9 for n ≥ 10) ask the
+    plan's own decimal code."""
+    if not len(age):
+        return np.zeros(0, dtype=_I64)
+    x = age.astype(np.float64) / float(w.half_life_us)
+    v = np.exp2(-np.minimum(x, 64.0)) * float(DECAY_SCALE)
+    out = np.rint(v).astype(_I64)
+    near = np.flatnonzero(np.abs(v - np.floor(v) - 0.5) < 1e-3)
+    if near.size:
+        memo: dict[int, int] = {}
+        for i in near.tolist():
+            a = int(age[i])
+            got = memo.get(a)
+            if got is None:
+                got = memo[a] = w.decay_units(a)
+            out[i] = got
+    return out
+
+
+def _position_table(w: Weights, sizes: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Integer weights of ``equal``/``position`` pools by chain length: ``wt[k, c]`` for class ``c``
+    (0 nearest, 1 middle, 2 farthest) and the total ``tot[k]`` of ``k`` members, on one denominator
+    per ``k`` (so a member's share is ``wt / tot`` exactly, as :meth:`Weights.of` says)."""
+    top = int(sizes.max(initial=0))
+    wt = np.zeros((top + 1, 3), dtype=_I64)
+    tot = np.zeros(top + 1, dtype=_I64)
+    for k in np.flatnonzero(np.bincount(sizes, minlength=top + 1)).tolist():
+        near, far = w.of(k, 0), w.of(k, k - 1)
+        mid = w.of(k, 1) if k > 2 else Fraction(0)
+        total = near + (far + (k - 2) * mid if k > 2 else far if k == 2 else 0)
+        d = math.lcm(near.denominator, far.denominator, mid.denominator, total.denominator)
+        ints = [int(f * d) for f in (near, mid, far, total)]
+        if max(ints) > _BIG:
+            raise OverflowError  # pragma: no cover - weights of a percent config never get there
+        wt[k] = ints[:3]
+        tot[k] = ints[3]
+    return wt, tot
+
+
+def _ranked_bumps(rem: NDArray[np.int64], starts: NDArray[np.int64], size: NDArray[np.int64],
+                  rest: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """The members that get one more unit: in each group (``starts``, ``size``; members nearest
+    first) the ``rest`` largest remainders, ties to the farther member.  Groups of one length are
+    ranked together as a matrix (a stable sort of each row, farthest first), so there is no sort
+    over all members."""
+    bump = np.zeros(len(rem), dtype=bool)
+    give = rest > 0
+    starts, size, rest = starts[give], size[give], rest[give]
+    if not len(starts):
+        return bump
+    full = rest >= size  # every member gets one more
+    if full.any():
+        bump[np.repeat(starts[full], size[full]) + _ramp(size[full])] = True
+        starts, size, rest = starts[~full], size[~full], rest[~full]
+        if not len(starts):
+            return bump
+    by = np.argsort(size, kind="stable")
+    sizes = size[by]
+    cut = np.flatnonzero(np.r_[True, sizes[1:] != sizes[:-1], True])
+    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
+        k = int(sizes[a])
+        g = by[a:b]
+        idx = starts[g][:, None] + np.arange(k - 1, -1, -1, dtype=_I64)  # farthest first
+        order = np.argsort(-rem[idx], axis=1, kind="stable")  # largest first, ties: farther first
+        take = np.arange(k, dtype=_I64) < rest[g][:, None]
+        bump[np.take_along_axis(idx, order, axis=1)[take]] = True
+    return bump
+
+
+def _ramp(k: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``0..k[i]-1`` for each group, concatenated."""
+    total = int(k.sum())
+    return np.arange(total, dtype=_I64) - np.repeat(np.cumsum(k) - k, k)
+
+
+def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: NDArray[np.int64],
+          net: NDArray[np.int64], rates: _Rates, rules: dict[str, int], lrow: NDArray[np.int64],
+          pos: NDArray[np.int64], li: NDArray[np.int64], level: NDArray[np.int64], links: Links) -> _PoolLines:
+    """A pool policy over the members of every order (``pos`` grouped by order, nearest first).
+
+    Per order: the pool's rate (one spec, no payee override: :func:`_line_rates` on one line per
+    order), capped to the ceiling (the members' rates add up to the pool's, so the cap scales the
+    pool); integer weights (``equal``/``position`` from a table by chain length, ``decay`` per link
+    by :func:`_decay_units`), a member's rate ``R × w / W``; the pool ``round(base × R)``, each member
+    ``floor(base × R × w / W)`` and the units left to the largest remainders, ties to the farther
+    link (:func:`_ranked_bumps`), as :func:`cps_engine.engine._split` does per order."""
+    from cps_engine.batch._kernels import _amounts
+
     w = plan.weights
     assert w is not None
     m = len(pos)
-    values = rates.values
-    redo = np.zeros(m, dtype=bool)
+    z = np.zeros(0, dtype=_I64)
     if not m:
-        return pool, np.zeros(0, dtype=bool), redo
-    bounds = np.r_[0, np.flatnonzero(pos[1:] != pos[:-1]) + 1]
-    k = np.diff(np.r_[bounds, m])
+        return _PoolLines(np.zeros(0, dtype=bool), z, z, np.zeros(0, dtype=bool), z, z)
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+    n_o = len(starts)
+    k = np.diff(np.r_[starts, m])
+    opos = pos[starts]
+    # the pool's rate and rule, once per order
+    prate, prule, redo_o = _line_rates(plan, cols, gross, opos, np.ones(n_o, dtype=_I64), list, rates, rules,
+                                       overrides=False)
+    # integer weights per member, their total per order
+    idx = np.arange(m, dtype=_I64) - np.repeat(starts, k)  # 0 = nearest member
     kk = np.repeat(k, k)
-    idx = np.arange(m) - np.repeat(bounds, k)  # 0 = nearest member
-    if w.kind != "decay":
+    cls = None
+    if w.kind == "decay":
+        t = cols.micros(opos)
+        if t is None:  # times not all known: the per-order engine decides
+            return _PoolLines(np.zeros(m, dtype=bool), z, z, np.zeros(0, dtype=bool), z, np.unique(lrow))
+        tl = np.repeat(t, k)
+        node, down, person = links.node[li], links.down[li], links.person[li]
+        lt = np.full(m, NO_TIME, dtype=_I64)
+        shares = node >= 0
+        if shares.any():
+            at = np.frombuffer(ga.graph().index.at_us, dtype=np.int64)  # type: ignore[union-attr]
+            lt[shares] = at[node[shares]]
+        binds = down >= 0
+        if binds.any():
+            lt[binds] = ga.binds.start_of(down[binds], tl[binds])
+        selfs = person == SELF  # the buyer's own link joined the chain with the order: age 0
+        unknown = ~selfs & (lt == NO_TIME)
+        if unknown.any():
+            redo_o |= np.add.reduceat(unknown.astype(_I64), starts) > 0
+        wi = _decay_units(w, np.where(selfs | unknown, 0, np.maximum(0, tl - lt)))
+        wsum = np.add.reduceat(wi, starts)
+    elif w.kind == "equal":
+        wi = np.ones(m, dtype=_I64)
+        wsum = k.astype(_I64)
+    else:
         cls = np.where(idx == 0, 0, np.where(idx == kk - 1, 2, 1))
-        if w.kind == "equal":
-            cls[:] = 0
-        keys = np.stack([pool, kk, cls], axis=1)
-        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-        out_ids = []
-        keep_u = []
-        for p, kv, c in uniq.tolist():
-            i = 0 if c == 0 else kv - 1 if c == 2 else 1
-            weights = [w.of(kv, j) for j in range(kv)]
-            total = sum(weights, Fraction(0))
-            wi = w.of(kv, i)
-            r = values[p]
-            ok = bool(total) and bool(r) and bool(wi)
-            keep_u.append(ok)
-            out_ids.append(rates.add(r * wi / total) if ok else rates.add(Fraction(0)))
-        inv = inv.reshape(-1)
-        return np.asarray(out_ids, dtype=_I64)[inv], np.asarray(keep_u, dtype=bool)[inv], redo
-    # decay: a weight per link, by its age at the order's time
-    t = cols.micros(pos)
-    if t is None:
-        return pool, np.ones(m, dtype=bool), np.ones(m, dtype=bool)
-    node = links.node[li]
-    down = links.down[li]
-    person = links.person[li]
-    lt = np.full(m, NO_TIME, dtype=_I64)
-    shares = node >= 0
-    if shares.any():
-        at = np.frombuffer(ga.graph().index.at_us, dtype=np.int64)  # type: ignore[union-attr]
-        lt[shares] = at[node[shares]]
-    binds = down >= 0
-    if binds.any():
-        lt[binds] = ga.binds.start_of(down[binds], t[binds])
-    selfs = person == SELF
-    age = np.where(selfs, 0, np.maximum(0, t - lt))
-    unknown = ~selfs & (lt == NO_TIME)
-    memo: dict[int, Fraction] = {}
-    wts: list[Fraction] = []
-    for a in age.tolist():
-        f = memo.get(a)
-        if f is None:
-            f = memo[a] = w.decay(a)
-        wts.append(f)
+        wt, tot = _position_table(w, k)
+        wi = wt[kk, cls]
+        wsum = tot[k]
+    # the pool's rate after the cap, per distinct pool rate
+    values = rates.values
+    ceiling = plan.ceiling
+    used = np.flatnonzero(np.bincount(prate, minlength=len(values)))
+    dense = np.zeros(len(values), dtype=_I64)
+    dense[used] = np.arange(len(used), dtype=_I64)
+    pools: list[Fraction] = []
+    scaled_u = np.zeros(len(used), dtype=bool)
+    zero_u = np.zeros(len(used), dtype=bool)
+    rn_u = np.zeros(len(used), dtype=_I64)
+    rd_u = np.zeros(len(used), dtype=_I64)
+    for j, r in enumerate(used.tolist()):
+        v = values[r]
+        over = plan.cap_scale([v]) is not None
+        pr = ceiling if over else v  # the members' rates add up to v: the cap scales them to the ceiling
+        pools.append(pr)
+        scaled_u[j] = over
+        zero_u[j] = pr == 0
+        if pr.numerator <= _BIG and pr.denominator <= _BIG:
+            rn_u[j], rd_u[j] = pr.numerator, pr.denominator  # else 0: exact integers below
+    pj = dense[prate]  # per order
+    ok_o = ~redo_o & ~zero_u[pj] & (wsum > 0)
+    keep = np.repeat(ok_o, k) & (wi > 0)
+    # member rates: equal/position once per (pool, length, class); decay once per member
+    kept = np.flatnonzero(keep)
+    oj = np.repeat(pj, k)[kept]
+    if cls is not None or w.kind == "equal":
+        c = cls[kept] if cls is not None else np.zeros(len(kept), dtype=_I64)
+        kx = kk[kept]
+        span = int(k.max(initial=0)) + 1
+        key = (oj * span + kx) * 3 + c
+        size = len(used) * span * 3
+        if size <= 4 * m + 4096:
+            present = np.zeros(size, dtype=bool)
+            present[key] = True
+            ukeys = np.flatnonzero(present)
+            lookup = np.zeros(size, dtype=_I64)
+            lookup[ukeys] = np.arange(len(ukeys), dtype=_I64)
+            inv = lookup[key]
+        else:
+            ukeys, inv = np.unique(key, return_inverse=True)
+            inv = inv.reshape(-1)
+        ids = []
+        for uk in ukeys.tolist():
+            jj, rem3 = divmod(uk, span * 3)
+            kv, cc = divmod(rem3, 3)
+            wv = 1 if w.kind == "equal" else int(wt[kv, cc])
+            tv = kv if w.kind == "equal" else int(tot[kv])
+            ids.append(rates.add(pools[jj] * wv / tv))
+        rate = np.asarray(ids, dtype=_I64)[inv] if ids else z
+    else:  # one rate per member: R × w / W reduced in int64, one Fraction each, no dedup by hash
+        rate = _member_rates(rates, pools, rn_u, rd_u, oj, wi[kept], np.repeat(wsum, k)[kept])
+    # money: the pool rounded once per order, split by floors plus largest remainders
+    kept_o = np.flatnonzero(ok_o)
+    total = np.zeros(n_o, dtype=_I64)
+    total[kept_o] = _amounts(net[opos[kept_o]], pj[kept_o], pools, plan.policy.rounding)
+    kw = np.bincount(np.repeat(np.arange(n_o, dtype=_I64), k)[kept], minlength=n_o)  # members kept
+    kstart = np.cumsum(kw) - kw
+    base = net[opos]
+    wk_arr = wi[kept]
+    wmax = np.maximum.reduceat(wk_arr, kstart[kept_o]) if len(kept_o) else z
+    # int64 holds base × Rn × w and Rd × W (checked in float64 with a wide margin)
+    lim = float(2**60)
+    fits = np.zeros(n_o, dtype=bool)
+    rn_o, rd_o = rn_u[pj], rd_u[pj]
+    fits[kept_o] = ((base[kept_o].astype(np.float64) * rn_o[kept_o] * wmax < lim)
+                    & (rd_o[kept_o].astype(np.float64) * wsum[kept_o] < lim) & (rd_o[kept_o] > 0))
+    amount = np.zeros(len(kept), dtype=_I64)
+    of = np.repeat(fits, kw)
+    if of.any():
+        fo = np.flatnonzero(fits)
+        num = np.repeat(base * rn_o, kw)[of] * wk_arr[of]
+        den = np.repeat(rd_o * wsum, kw)[of]
+        floor = num // den
+        rem = num - floor * den
+        fk = kw[fo]
+        fstart = np.cumsum(fk) - fk
+        rest = total[fo] - np.add.reduceat(floor, fstart)
+        amount[of] = floor + _ranked_bumps(rem, fstart, fk, rest)
+    slow = np.flatnonzero(~fits & ok_o)
+    if slow.size:  # beyond int64: the engine's split, order by order
+        lvl = level[kept]
+        for o in slow.tolist():
+            a, b = int(kstart[o]), int(kstart[o] + kw[o])
+            bo, pr, wo = int(base[o]), pools[int(pj[o])], int(wsum[o])
+            parts = [(i, pr * int(wk_arr[i]) / wo * bo, int(lvl[i])) for i in range(a, b)]
+            split = _split(int(total[o]), parts)
+            for i in range(a, b):
+                amount[i] = split[i]
+    rule = np.repeat(prule, k)[kept]
+    scaled = np.repeat(scaled_u[pj], k)[kept]
+    redo_rows = np.unique(lrow[np.repeat(redo_o, k)])
+    return _PoolLines(keep, rate, rule, scaled, amount, redo_rows)
+
+
+def _member_rates(rates: _Rates, pools: list[Fraction], rn_u: NDArray[np.int64], rd_u: NDArray[np.int64],
+                  j: NDArray[np.int64], wi: NDArray[np.int64], ws: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Rates ``pools[j] × wi / ws`` of members that each have their own (time decay), appended to
+    the run's rates: numerator and denominator in int64 reduced by one vectorised gcd when they fit
+    (checked in float64 with a wide margin), exact Fraction arithmetic otherwise."""
+    m = len(j)
     out = np.empty(m, dtype=_I64)
-    keep = np.ones(m, dtype=bool)
-    for a, b in zip(bounds.tolist(), np.r_[bounds[1:], m].tolist(), strict=True):
-        if unknown[a:b].any():
-            redo[a:b] = True
-            keep[a:b] = False
-            continue
-        total = sum(wts[a:b], Fraction(0))
-        r = values[int(pool[a])]
-        for i in range(a, b):
-            ok = bool(total) and bool(r) and bool(wts[i])
-            keep[i] = ok
-            out[i] = rates.add(r * wts[i] / total) if ok else 0
-    return out, keep, redo
+    if not m:
+        return out
+    rn, rd = rn_u[j], rd_u[j]
+    lim = float(2**60)
+    fits = (rd > 0) & (rn.astype(np.float64) * wi < lim) & (rd.astype(np.float64) * ws < lim)
+    values = rates.values
+    if fits.any():
+        num = rn[fits] * wi[fits]
+        den = rd[fits] * ws[fits]
+        g = np.gcd(num, den)
+        made = _coprime_fractions((num // g).tolist(), (den // g).tolist())
+        out[fits] = np.arange(len(values), len(values) + len(made), dtype=_I64)
+        values.extend(made)  # distinct per member almost always: hashing each (for dedup) costs more
+    for i in np.flatnonzero(~fits).tolist():
+        out[i] = rates.add(pools[int(j[i])] * int(wi[i]) / int(ws[i]))
+    return out
+
+
+def _coprime_fractions(num: list[int], den: list[int]) -> list[Fraction]:
+    """``Fraction(n, d)`` of coprime pairs with ``d > 0``, without normalising again: the slots
+    filled directly (the object ``Fraction`` builds; checked once, else the constructor is used)."""
+    if not num:
+        return []
+    new = object.__new__
+    probe = new(Fraction)
+    try:
+        probe._numerator, probe._denominator = num[0], den[0]  # type: ignore[attr-defined]
+        ok = probe == Fraction(num[0], den[0]) and hash(probe) == hash(Fraction(num[0], den[0]))
+    except AttributeError:  # pragma: no cover - a Python whose Fraction keeps other slots
+        ok = False
+    if not ok:  # pragma: no cover
+        return [Fraction(a, b) for a, b in zip(num, den, strict=True)]
+    out = []
+    for a, b in zip(num, den, strict=True):
+        f = new(Fraction)
+        f._numerator = a  # type: ignore[attr-defined]
+        f._denominator = b  # type: ignore[attr-defined]
+        out.append(f)
+    return out

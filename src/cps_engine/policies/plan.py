@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
@@ -39,10 +39,16 @@ if TYPE_CHECKING:
     from cps_engine.graph.chains import Chain, Link
     from cps_engine.policies.base import PolicyConfig
 
-__all__ = ["Gate", "Plan", "Weights"]
+__all__ = ["DECAY_DIGITS", "DECAY_SCALE", "Gate", "Plan", "Weights"]
 
 _award = fast_new(Award)
 _DAY_US = 86_400_000_000
+
+
+#: time-decay weights are whole multiples of ``10**-DECAY_DIGITS`` (see :meth:`Weights.decay_units`)
+DECAY_DIGITS = 9
+DECAY_SCALE = 10**DECAY_DIGITS
+_DECAY_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Weights:
     """How a pool is split over its members (nearest first): ``equal``; ``position`` (``first`` to
     the farthest, ``last`` to the nearest, ``middle`` shared by the rest; one member takes all, two
     split ``first : last``); ``decay`` (``2^(-age / half_life)``, age from the link's share or binding
-    to the order, 28-digit decimals)."""
+    to the order, rounded to ``DECAY_DIGITS`` decimal places: :meth:`decay_units`)."""
 
     kind: Literal["equal", "position", "decay"]
     first: Fraction = Fraction(0)
@@ -70,11 +76,28 @@ class Weights:
             return self.first
         return self.middle / (k - 2)
 
+    def decay_units(self, age_us: int) -> int:
+        """The time-decay weight of a link ``age_us`` µs old, in units of ``10**-DECAY_DIGITS``.
+
+        The contract, identical per order and in the batch kernel: ``2^(-age / half_life)`` computed
+        in 28-significant-digit decimal arithmetic (ROUND_HALF_EVEN, the same on every platform),
+        then rounded half-even to ``DECAY_DIGITS`` (9) decimal places.  The weight is that integer
+        count: age 0 weighs ``10**9``, one half-life ``5 * 10**8``; a link older than about 30.9
+        half-lives weighs 0 and takes no share of the pool.
+
+        >>> w = Weights("decay", half_life_us=Decimal(86_400_000_000))
+        >>> w.decay_units(0), w.decay_units(86_400_000_000), w.decay_units(10 * 86_400_000_000)
+        (1000000000, 500000000, 976562)
+        >>> w.decay_units(43_200_000_000)  # 2^-0.5 = 0.70710678118...
+        707106781
+        """
+        with localcontext(_DECAY_CONTEXT):
+            x = Decimal(2) ** (-Decimal(age_us) / self.half_life_us)
+            return int(x.scaleb(DECAY_DIGITS).to_integral_value(rounding=ROUND_HALF_EVEN))
+
     def decay(self, age_us: int) -> Fraction:
-        """``2^(-age / half_life)`` as computed per order (28-digit decimals), exactly as a Fraction."""
-        with localcontext() as ctx:
-            ctx.prec = 28
-            return Fraction(Decimal(2) ** (-Decimal(age_us) / self.half_life_us))
+        """The time-decay weight of a link ``age_us`` µs old, exactly: ``decay_units / 10**9``."""
+        return Fraction(self.decay_units(age_us), DECAY_SCALE)
 
 
 @dataclass(frozen=True)
@@ -228,5 +251,5 @@ class Plan:
         for link in links:
             # the buyer's own link (self-purchase) joined the chain with the order: age 0
             age = 0 if link.via == chain.order_id else max(0, t - to_micros(chain.time_of(link)))
-            out.append(w.decay(age))
+            out.append(Fraction(w.decay_units(age)))  # integer weights: the pool split is their ratio
         return out

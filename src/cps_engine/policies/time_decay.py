@@ -1,7 +1,13 @@
 """``time_decay``: the pool is split by weights that halve every ``half_life_days`` of age.
 
-A link's age is the time from its share (or binding) to the order.  Weights are computed with
-28-digit decimal arithmetic (deterministic on every platform) and then used as exact fractions.
+A link's age is the time from its share (or binding) to the order; the buyer's own link (with
+``self_purchase``) is age 0.  **Weight contract:** a link's weight is ``2^(-age / half_life)``
+computed in 28-significant-digit decimal arithmetic (deterministic on every platform) and rounded
+half-even to 9 decimal places, used as the exact integer ``round(10^9 × 2^(-age / half_life))``
+(:meth:`cps_engine.policies.plan.Weights.decay_units`).  A member's share of the pool is its
+integer weight over the sum of the members' weights, exactly; the per-order engine and
+``compute_batch`` compute the same integers.  A link older than about 30.9 half-lives weighs 0 and
+takes nothing; when every link does, the pool pays nobody.
 
 >>> TimeDecay(rate="10%", half_life_days="7").half_life_days
 Decimal('7')
