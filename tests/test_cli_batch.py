@@ -261,3 +261,18 @@ def test_csv_rows_that_need_escaping_are_written_by_the_csv_writer(tmp_path: Pat
     assert _cli(tmp_path, events, POLICIES[0], "csv") == _reference(events, POLICIES[0], "csv")
     monkeypatch.setattr(cli, "_ESCAPED", "^$x")
     assert _cli(tmp_path, events, POLICIES[0], "csv") != _reference(events, POLICIES[0], "csv")
+
+
+@pytest.mark.parametrize("command", ["compute", "validate"])
+def test_without_pyarrow_one_sentence_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       command: str) -> None:
+    import sys
+
+    for name in ("pyarrow", "pyarrow.compute", "pyarrow.json"):
+        monkeypatch.setitem(sys.modules, name, None)
+    args = (["compute", "--events", str(sample_path()), "--policy", str(_policy(tmp_path))] if command == "compute"
+            else ["validate", str(sample_path())])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "pyarrow is not installed: install the analysis extra: pip install 'cps-engine[analysis]'" in result.stderr
+    assert "Traceback" not in result.output
