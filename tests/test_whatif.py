@@ -133,6 +133,28 @@ def test_metrics_are_numeric_and_plot_directly() -> None:
     plt.close("all")
 
 
+def test_categorical_payees_give_the_same_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch frame may hand payees over as a categorical column with many categories (looking
+    a payee up in such an index once overflowed in pandas): the metrics are the same."""
+    import pandas as pd
+
+    import cps_engine.whatif as whatif
+
+    plain = compare(HISTORY, POLICIES)
+    original = whatif._frame
+
+    def categorical(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        lines = original(*args, **kwargs)
+        names = sorted({*(f"A{k:03d}" for k in range(300)), *lines["payee"].astype(str)})  # real ones last
+        return lines.assign(payee=pd.Categorical(lines["payee"].astype(str), categories=names))
+
+    monkeypatch.setattr(whatif, "_frame", categorical)
+    c = compare(HISTORY, POLICIES)
+    assert c.metrics.equals(plain.metrics)
+    assert c.payouts.astype({"payee": str}).equals(plain.payouts.astype({"payee": str}))
+    assert c.deltas("first", "three").values.tolist() == plain.deltas("first", "three").values.tolist()
+
+
 def test_the_median_payout_rounds_half_even_and_keeps_the_exact_value() -> None:
     # last-sharer 10%: payees get 3 and 4 (minor): the median is 3.5 -> 4 (half-even); 2.5 -> 2
     evs = [_ev(type="share", id="sa", sharer="amy"), _ev(type="share", id="sb", sharer="bob"),

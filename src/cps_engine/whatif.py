@@ -212,6 +212,12 @@ def _direct_sellers(cols: OrderColumns, graph: ShareGraph) -> set[str]:
     return set(res.payee.distinct())
 
 
+def _totals(lines: pd.DataFrame) -> dict[str, int]:
+    """Amount per payee (payees as text, sorted)."""
+    sums = lines.groupby("payee", sort=False, observed=True)["amount_minor"].sum()
+    return dict(sorted((str(k), int(v)) for k, v in sums.items()))
+
+
 def _metrics(r: _Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     lines = r.lines
     rows: list[dict[str, Any]] = []
@@ -224,21 +230,22 @@ def _metrics(r: _Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[
         gmv = int(r.net[mine].sum())
         ln = lines[lines["currency"] == cur]
         commission = int(ln["amount_minor"].sum())
-        per_payee = ln.groupby("payee", sort=True)["amount_minor"].sum()
-        deep = ln[ln["level"] >= 2].groupby("payee", sort=True)["amount_minor"].sum()
-        amounts = sorted((int(v) for v in per_payee.tolist() if v), reverse=True)
+        # plain dicts of payee -> total (the payee column may be categorical: never look up in its index)
+        per_payee = _totals(ln)
+        deep = _totals(ln[ln["level"] >= 2])
+        amounts = sorted((v for v in per_payee.values() if v), reverse=True)
         level_counts = ln.groupby("level")["amount_minor"].agg(["size", "sum"])
         for level, row in level_counts.iterrows():
             levels.append({"policy": r.name, "currency": cur, "level": int(level), "lines": int(row["size"]),
                            "commission_minor": int(row["sum"]), "share_exact": _exact(int(row["sum"]), commission)})
         for payee, amount in per_payee.items():
-            d = int(deep.get(payee, 0))
-            payouts.append({"policy": r.name, "currency": cur, "payee": payee, "amount_minor": int(amount),
-                            "level_1_minor": int(amount) - d, "downline_minor": d})
+            d = deep.get(payee, 0)
+            payouts.append({"policy": r.name, "currency": cur, "payee": payee, "amount_minor": amount,
+                            "level_1_minor": amount - d, "downline_minor": d})
         self_paid = int(ln.loc[ln["order"].isin(participant_orders), "amount_minor"].sum())
         beyond = int(ln.loc[ln["level"] >= 3, "amount_minor"].sum())
         no_direct = int(ln.loc[~ln["payee"].isin(r.direct), "amount_minor"].sum())
-        downline = sum(1 for payee, amount in per_payee.items() if amount and 2 * int(deep.get(payee, 0)) > amount)
+        downline = sum(1 for payee, amount in per_payee.items() if amount and 2 * deep.get(payee, 0) > amount)
         lv = ln["level"].to_numpy()
         median = _median(sorted(amounts))
         rows.append({
