@@ -338,6 +338,8 @@ def _print_verification(report: VerificationReport) -> None:
                        safe(d.payee or ""), str(d.stated.amount) if d.stated else "",
                        str(d.expected.amount) if d.expected else "", safe(d.detail))
     con.print(detail)
+    for pattern in report.patterns():
+        con.print(f"[bold yellow]pattern:[/] {safe(pattern.text)}")
     con.print(f"[bold red]{len(report.discrepancies)} discrepanc{'y' if len(report.discrepancies) == 1 else 'ies'}[/]")
 
 

@@ -214,3 +214,20 @@ def test_verify_matches_a_written_csv_with_a_recurring_rate(tmp_path: Path) -> N
         f'{ln.order},{ln.payee},"=""{ln.rate}""",{ln.amount.amount}\n' for ln in st.lines), encoding="utf-8")
     assert verify_statement(read_statement(platform, currency_of=lambda o: "CNY"), evs, pol,
                             period=Period.parse("2026-03", "+08:00")).ok
+
+
+def test_verify_prints_the_pattern_the_discrepancies_share(files: dict[str, Path], tmp_path: Path) -> None:
+    odd = [e.replace('"100.00"', '"100.05"').replace('"387.00"', '"387.05"') for e in EVENTS]  # 10.005, 38.705
+    files["events"].write_text("\n".join(odd) + "\n", encoding="utf-8")
+    evs = load_events(odd)
+    half_up = build_statement(evs, load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%"],
+                                                "rounding": "half_up"}), "2026-03")
+    platform = tmp_path / "platform.csv"
+    platform.write_text(half_up.to_csv(), encoding="utf-8")
+    base = ["audit", "verify", "--events", str(files["events"]), "--policy", str(files["policy"]),
+            "--statement", str(platform), "--period", "2026-03"]
+    res = runner.invoke(app, base)
+    assert res.exit_code == 1, res.output
+    assert "pattern: 2 one-unit differences (overpaid 0.02 CNY) consistent with half-up" in res.stdout
+    doc = json.loads(runner.invoke(app, [*base, "--format", "json"]).stdout)
+    assert [p["kind"] for p in doc["patterns"]][:1] == ["rounding"]

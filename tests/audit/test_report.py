@@ -6,6 +6,7 @@ missing browser is a failure.  Install it with ``apt-get install -y chromium``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,14 +14,17 @@ import struct
 import subprocess
 import zlib
 from dataclasses import replace
+from datetime import UTC, datetime
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cps_engine import Money, load_events, load_policy
 from cps_engine.audit.report import OVER_COLOUR, UNDER_COLOUR, render_verification_html, svg_stake_chart
-from cps_engine.audit.statement import Statement, StatementLine, build_statement
+from cps_engine.audit.statement import Statement, StatementLine, build_statement, events_digest, library_version
 from cps_engine.audit.verify import VerificationReport, verify_statement
 
 EVENTS = [
@@ -31,6 +35,16 @@ EVENTS = [
     '{"type":"order","id":"o2","buyer":"eve","share":"s2","amount":"900.00","currency":"CNY",'
     '"at":"2026-03-03T12:00:00+08:00"}',
 ]
+
+
+def _stated() -> list[StatementLine]:
+    evs = load_events(EVENTS)
+    pol = load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%"]})
+    lines = list(build_statement(evs, pol, "2026-03", tz="+08:00").lines)
+    lines[0] = replace(lines[0], amount=Money(lines[0].amount.minor + 2500, "CNY"))
+    lines.pop()
+    lines.append(StatementLine("<script>alert(1)</script>", "o1", Money(1000, "CNY"), 3))
+    return lines
 
 
 def _report() -> VerificationReport:
@@ -68,7 +82,9 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert not any(k in ("src", "href") for _, attrs in parser.tags for k in attrs)
     assert "http://" not in html and "https://" not in html and "url(" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;bob&lt;/b&gt;" in html
-    assert tags.count("svg") == 1 and tags.count("table") == len(report.by_kind())
+    assert tags.count("svg") == 1
+    tables = [attrs.get("class") for t, attrs in parser.tags if t == "table"]
+    assert tables == ["discrepancies"] * len(report.by_kind()) + ["payees"]
     text = " ".join(parser.text)
     assert "3 discrepancies found" in text and "Money at stake" in text
 
@@ -94,6 +110,118 @@ def test_a_clean_report_says_so() -> None:
     st_ = build_statement(evs, pol, "2026-03", tz="+08:00")
     html = render_verification_html(verify_statement(st_, evs, pol))
     assert "Statement matches the recomputation" in html and "nothing at stake" in html
+
+
+# ------------------------------------------------------------------------------------------ evidence, rollup, hints
+def _rounded(mode: str, n: int = 40) -> tuple[list[Any], Any, Statement]:
+    """A history of ``n`` orders whose 10% commissions all have a fraction, stated rounded ``mode``."""
+    recs = ['{"type":"share","id":"s1","sharer":"amy","at":"2026-03-01T10:00:00+08:00"}']
+    for i in range(n):
+        amount = f"{100 + i}.{(7 * i) % 100:02d}"
+        recs.append(f'{{"type":"order","id":"o{i}","buyer":"b{i}","share":"s1","amount":"{amount}",'
+                    f'"currency":"CNY","at":"2026-03-02T12:{i % 60:02d}:00+08:00"}}')
+    evs = load_events(recs)
+    pol = load_policy({"kind": "last_sharer", "rate": "10%"})
+    other = load_policy({"kind": "last_sharer", "rate": "10%", "rounding": mode})
+    return evs, pol, build_statement(evs, other, "2026-03")
+
+
+def test_one_unit_differences_are_named_by_the_rounding_that_explains_them() -> None:
+    for mode, words in (("half_up", "half-up"), ("half_even", "half-even"), ("up", "up")):
+        evs, pol, stated = _rounded(mode)
+        report = verify_statement(stated, evs, pol)
+        ones = [d for d in report.discrepancies if d.kind.value == "amount_mismatch"]
+        assert ones and all(d.stated.amount.minor - d.expected.amount.minor == 1 for d in ones)  # type: ignore[union-attr]
+        hints = [p for p in report.patterns() if p.kind == "rounding"]
+        assert len(hints) == 1, report.patterns()
+        assert hints[0].count == len(ones)
+        assert f"{len(ones)} one-unit differences" in hints[0].text
+        assert f"consistent with {words} rounding (the policy rounds down)" in hints[0].text
+        html = render_verification_html(report)
+        assert escape(hints[0].text) in html
+
+
+def test_one_unit_differences_no_rounding_explains() -> None:
+    evs, pol, honest = _rounded("down")
+    lines = [replace(ln, amount=Money(ln.amount.minor + 1, "CNY")) if i % 3 == 0 else ln
+             for i, ln in enumerate(honest.lines)]
+    report = verify_statement(Statement(tuple(lines)), evs, pol, period="2026-03")
+    kinds = [p.kind for p in report.patterns()]
+    assert "one_unit" in kinds and "rounding" not in kinds
+
+
+def test_a_constant_rate_ratio_is_named() -> None:
+    evs, pol, _ = _rounded("down")
+    high = build_statement(evs, load_policy({"kind": "last_sharer", "rate": "12%"}), "2026-03")
+    report = verify_statement(Statement(high.lines), evs, pol, period="2026-03")
+    ratio = [p for p in report.patterns() if p.kind == "rate_ratio"]
+    assert len(ratio) == 1 and "stated at 1.2 × the amount owed" in ratio[0].text
+    # a platform file without rates: the ratio is found from the amounts
+    bare = tuple(replace(ln, rate=None, base=None, level=None) for ln in high.lines)
+    ratio = [p for p in verify_statement(Statement(bare), evs, pol, period="2026-03").patterns()
+             if p.kind == "rate_ratio"]
+    assert len(ratio) == 1 and "stated at 1.2 × the amount owed" in ratio[0].text
+
+
+def test_missing_lines_on_one_level_are_named() -> None:
+    evs = load_events(EVENTS)
+    pol = load_policy({"kind": "capped_multilevel", "rates": ["10%", "5%"]})
+    honest = build_statement(evs, pol, "2026-03", tz="+08:00")
+    report = verify_statement(Statement(tuple(ln for ln in honest.lines if ln.level != 2)), evs, pol,
+                              period="2026-03", tz="+08:00")
+    assert [p.text for p in report.patterns() if p.kind == "level"] == [
+        "all 2 missing lines (owed, not stated) are at level 2 (underpaid 50.00 CNY)"]
+
+
+def test_evidence_block_and_payee_rollup() -> None:
+    report = _report()
+    when = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)
+    html = render_verification_html(report, generated_at=when)
+    evidence = html.split('<dl class="evidence">')[1].split("</dl>")[0]
+    evs = load_events(EVENTS)
+    for value in (events_digest(evs), report.config_hash, report.merkle_root, "2026-03-01T00:00:00+08:00",
+                  "2026-04-01T00:00:00+08:00", "+08:00", "2026-03-03T12:00:00+08:00", "2026-04-02T09:30:00+00:00",
+                  library_version(), "down", "(no manifest)"):
+        assert value and str(value) in evidence, value
+    assert report.merkle_root == Statement(tuple(_stated())).merkle_root()
+    payees = html.split('<table class="payees">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>CNY</td>(.*?)</tr>", payees)
+    # the most at stake first: amy's missing 45.00, bob's extra 25.00, the unknown payee's 10.00
+    assert [r[0] for r in rows] == ["amy", "&lt;b&gt;bob&lt;/b&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;"]
+    rollup = {r.payee: r for r in report.payees}
+    assert rollup["<b>bob</b>"].overpaid == 2500 and rollup["amy"].underpaid == 4500
+    assert rollup["<script>alert(1)</script>"].lines_owed == 0
+    assert json.loads(report.to_json())["evidence"]["merkle_root"] == report.merkle_root
+
+
+def test_zero_amounts_are_not_red_and_print_styles_exist() -> None:
+    html = render_verification_html(_report())
+    assert not re.search(r'class="num (over|under)">0(\.00)?<', html)
+    assert re.search(r'class="num zero">0\.00<', html)
+    assert re.search(r'class="num over">25\.00<', html)
+    assert "@media print" in html and "thead{display:table-header-group}" in html
+    clean = render_verification_html(VerificationReport("2026-03", "p", "0" * 64, "s.csv", 1, 1, {"CNY": 5},
+                                                        {"CNY": 5}))
+    assert '<b class="over">' not in clean and '<b class="zero">0.00</b>' in clean
+
+
+def test_hostile_strings_are_escaped_everywhere() -> None:
+    evil = '<img src=x onerror=alert(1)>"\'&'
+    evs = load_events([
+        json.dumps({"type": "share", "id": evil, "sharer": evil, "at": "2026-03-01T10:00:00+08:00"}),
+        *(json.dumps({"type": "order", "id": f"o{i}{evil}", "buyer": "b", "share": evil, "amount": "100.00",
+                      "currency": "CNY", "at": "2026-03-02T12:00:00+08:00"}) for i in range(2))])
+    pol = load_policy({"kind": "last_sharer", "rate": "10%"})
+    honest = build_statement(evs, pol, "2026-03")
+    lines = [replace(ln, amount=Money(ln.amount.minor + 1, "CNY")) for ln in honest.lines]
+    report = verify_statement(Statement(tuple(lines), source=f"{evil}.csv"), evs, pol, period="2026-03")
+    assert any(p.kind == "payee" for p in report.patterns())  # the hint quotes the hostile payee
+    html = render_verification_html(report, title=evil)
+    parser = _Collect()
+    parser.feed(html)
+    assert "img" not in [t for t, _ in parser.tags]
+    assert not any(k.startswith("on") for _, attrs in parser.tags for k in attrs)
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
 # ------------------------------------------------------------------------------------------ browser

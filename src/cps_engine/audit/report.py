@@ -1,9 +1,20 @@
-"""A self-contained HTML report of a verification: discrepancies grouped by kind and a chart of the
-money at stake.
+"""A self-contained HTML report of a verification: the verdict, hints when many discrepancies share
+a cause, a chart of the money at stake, a per-payee rollup, the discrepancies grouped by kind, and
+the evidence (what was verified against what).
 
-One file, no external assets, scripts, fonts or CDN: the styles are inline and the chart is an inline
-SVG with bar lengths computed in integer arithmetic from the exact amounts.  Every value taken from
-the statement or the events is HTML-escaped.
+- **Hints** (:func:`~cps_engine.audit.verify.find_patterns`): e.g. "2,600 one-unit differences
+  consistent with half-up rounding", amounts at a constant ratio of the owed ones, all the missing
+  lines on one level.
+- **Per payee**: lines stated and owed, totals, over- and underpaid, per currency; the payees with
+  the most at stake first.
+- **Evidence**: the sha256 of the canonical events, the policy's config hash and rounding, the
+  Merkle root of the lines as stated (and the manifest's), the period with its zone, the as-of
+  time of the recomputation, when the report was generated and by which library version.
+
+One file, no external assets, scripts, fonts or CDN: the styles are inline (with print styles: no
+page break inside a row, table headers repeated, colours kept) and the chart is an inline SVG with
+bar lengths computed in integer arithmetic from the exact amounts.  Every value taken from the
+statement or the events is HTML-escaped; a zero amount is never shown as money at stake.
 
 >>> from cps_engine.audit.verify import VerificationReport
 >>> html = render_verification_html(VerificationReport("2026-03", "p", "0" * 64, "s.csv", 0, 0, {}, {}))
@@ -13,11 +24,12 @@ True
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
 from cps_engine.audit.statement import library_version
-from cps_engine.audit.verify import KIND_TITLES, Discrepancy, Kind, VerificationReport
+from cps_engine.audit.verify import KIND_TITLES, Discrepancy, Kind, PayeeRollup, VerificationReport
 from cps_engine.money import Money
 
 __all__ = ["render_verification_html", "svg_stake_chart"]
@@ -38,7 +50,15 @@ min-width:150px}.card b{display:block;font-size:18px}.card span{color:#56606b;fo
 table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}th,td{border-bottom:1px solid #e6e9ec;
 padding:4px 8px;text-align:left;vertical-align:top}th{background:#f4f6f8}td.num{text-align:right;
 font-variant-numeric:tabular-nums}.over{color:#a4281b}.under{color:#8a6500}.note{color:#56606b;font-size:13px}
-footer{margin-top:32px;color:#56606b;font-size:12px}
+footer{margin-top:32px;color:#56606b;font-size:12px}.zero{color:#8b949e}
+.hints{border-left:4px solid #e0a800;background:#fff8e1;padding:6px 12px;margin:8px 0}.hints li{margin:3px 0}
+dl.evidence{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:13px}
+dl.evidence dt{color:#56606b}dl.evidence dd{margin:0;font-family:ui-monospace,Menlo,Consolas,monospace;
+overflow-wrap:anywhere}
+@media print{body{margin:12mm;font-size:11px}h2{break-after:avoid}h3{break-after:avoid}
+table{font-size:10px;break-inside:auto}tr,.card,svg,dl.evidence{break-inside:avoid}thead{display:table-header-group}
+.cards{gap:6px}.card{padding:4px 8px}*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+svg{max-width:100%;height:auto}}
 """
 
 
@@ -94,9 +114,14 @@ def _cell(d: Discrepancy, which: str) -> str:
     return _m(line.amount.minor, line.currency) if line is not None else ""
 
 
+def _money_cell(minor: int, cur: str | None, cls: str) -> str:
+    """A money-at-stake cell: coloured only when something is at stake (a zero is muted, never red)."""
+    return f'<td class="num {cls if minor else "zero"}">{escape(_m(minor, cur) or "0")}</td>'
+
+
 def _table(ds: list[Discrepancy]) -> str:
-    head = ("<table><thead><tr><th>line</th><th>row</th><th>order</th><th>payee</th><th>stated</th>"
-            "<th>owed</th><th>overpaid</th><th>underpaid</th><th>detail</th></tr></thead><tbody>")
+    head = ('<table class="discrepancies"><thead><tr><th>line</th><th>row</th><th>order</th><th>payee</th>'
+            "<th>stated</th><th>owed</th><th>overpaid</th><th>underpaid</th><th>detail</th></tr></thead><tbody>")
     rows = []
     for d in ds[:MAX_ROWS]:
         rows.append(
@@ -105,16 +130,58 @@ def _table(ds: list[Discrepancy]) -> str:
             f'<td class="num">{d.row if d.row is not None else "—"}</td>'
             f"<td>{escape(d.order or '')}</td><td>{escape(d.payee or '')}</td>"
             f'<td class="num">{escape(_cell(d, "stated"))}</td><td class="num">{escape(_cell(d, "expected"))}</td>'
-            f'<td class="num over">{escape(_m(d.overpaid, d.currency))}</td>'
-            f'<td class="num under">{escape(_m(d.underpaid, d.currency))}</td>'
+            f"{_money_cell(d.overpaid, d.currency, 'over')}{_money_cell(d.underpaid, d.currency, 'under')}"
             f"<td>{escape(d.detail)}</td></tr>")
     more = (f'<p class="note">… and {len(ds) - MAX_ROWS} more (the JSON output lists every one).</p>'
             if len(ds) > MAX_ROWS else "")
     return head + "".join(rows) + "</tbody></table>" + more
 
 
-def render_verification_html(report: VerificationReport, *, title: str | None = None) -> str:
-    """The whole report as one HTML document (UTF-8, no external resources)."""
+def _payees(rows: list[PayeeRollup]) -> str:
+    """The per-payee rollup (the first :data:`MAX_ROWS`; the JSON form carries all of them)."""
+    if not rows:
+        return "<p>No lines stated or owed.</p>"
+    head = ('<table class="payees"><thead><tr><th>payee</th><th>currency</th><th>lines stated</th>'
+            "<th>lines owed</th><th>stated</th><th>owed</th><th>overpaid</th><th>underpaid</th>"
+            "<th>discrepancies</th></tr></thead><tbody>")
+    body = "".join(
+        f"<tr><td>{escape(r.payee)}</td><td>{escape(r.currency)}</td>"
+        f'<td class="num">{r.lines_stated:,}</td><td class="num">{r.lines_owed:,}</td>'
+        f'<td class="num">{escape(_m(r.stated, r.currency) or "0")}</td>'
+        f'<td class="num">{escape(_m(r.owed, r.currency) or "0")}</td>'
+        f"{_money_cell(r.overpaid, r.currency, 'over')}{_money_cell(r.underpaid, r.currency, 'under')}"
+        f'<td class="num">{r.discrepancies:,}</td></tr>' for r in rows[:MAX_ROWS])
+    more = (f'<p class="note">… and {len(rows) - MAX_ROWS:,} more payees (the JSON output lists every one).</p>'
+            if len(rows) > MAX_ROWS else "")
+    return head + body + "</tbody></table>" + more
+
+
+def _evidence(report: VerificationReport, generated_at: datetime) -> str:
+    """What was verified against what: enough to reproduce the report."""
+    period = report.period
+    if report.period_start and report.period_end:
+        period += f" ({report.period_start} to {report.period_end}, time zone {report.tz})"
+    rows = [
+        ("statement", report.source or "-"),
+        ("period", period),
+        ("events sha256", report.events_sha256 or "-"),
+        ("policy", report.policy),
+        ("policy config hash", report.config_hash),
+        ("rounding", report.rounding or "-"),
+        ("Merkle root of the lines stated", report.merkle_root or "-"),
+        ("Merkle root in the manifest", report.manifest_merkle_root or "(no manifest)"),
+        ("as of (events up to)", report.as_of or "-"),
+        ("generated at", generated_at.isoformat()),
+        ("library version", f"cps-engine {library_version()}"),
+    ]
+    return '<dl class="evidence">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows) + "</dl>"
+
+
+def render_verification_html(report: VerificationReport, *, title: str | None = None,
+                             generated_at: datetime | None = None) -> str:
+    """The whole report as one HTML document (UTF-8, no external resources).  ``generated_at``
+    (default: now, UTC) is printed in the evidence block."""
+    when = generated_at if generated_at is not None else datetime.now(UTC).replace(microsecond=0)
     n = len(report.discrepancies)
     verdict = ('<div class="verdict ok">Statement matches the recomputation</div>' if report.ok else
                f'<div class="verdict bad">{n} discrepanc{"y" if n == 1 else "ies"} found</div>')
@@ -128,9 +195,11 @@ def render_verification_html(report: VerificationReport, *, title: str | None = 
                      f'<span>stated total, {escape(cur)}</span></div>')
         cards.append(f'<div class="card"><b>{escape(_m(report.expected_totals.get(cur, 0), cur))}</b>'
                      f'<span>owed total, {escape(cur)}</span></div>')
-        cards.append(f'<div class="card"><b class="over">{escape(_m(tot["overpaid"], cur))}</b>'
+        over_cls = "over" if tot["overpaid"] else "zero"
+        under_cls = "under" if tot["underpaid"] else "zero"
+        cards.append(f'<div class="card"><b class="{over_cls}">{escape(_m(tot["overpaid"], cur))}</b>'
                      f'<span>overpaid, {escape(cur)}</span></div>')
-        cards.append(f'<div class="card"><b class="under">{escape(_m(tot["underpaid"], cur))}</b>'
+        cards.append(f'<div class="card"><b class="{under_cls}">{escape(_m(tot["underpaid"], cur))}</b>'
                      f'<span>underpaid, {escape(cur)}</span></div>')
     charts = "".join(f"<h3>Money at stake, {escape(cur)}</h3>{svg_stake_chart(report, cur)}" for cur in currencies)
     if not currencies:
@@ -139,6 +208,9 @@ def render_verification_html(report: VerificationReport, *, title: str | None = 
     for kind, ds in report.by_kind().items():
         groups.append(f'<h3 id="{escape(kind.value)}">{escape(KIND_TITLES[kind])} ({len(ds)})</h3>{_table(ds)}')
     notes = "".join(f'<p class="note">{escape(x)}</p>' for x in report.notes)
+    patterns = report.patterns()
+    hints = ('<div class="hints"><b>Patterns</b><ul>' + "".join(f"<li>{escape(p.text)}</li>" for p in patterns)
+             + "</ul></div>") if patterns else ""
     name = title or f"Statement verification — {report.period}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -149,13 +221,19 @@ def render_verification_html(report: VerificationReport, *, title: str | None = 
 <div class="meta">statement {escape(report.source or "-")} · policy {escape(report.policy)}
 (config {escape(report.config_hash[:16])}…) · period {escape(report.period)}</div>
 {verdict}
+{hints}
 <div class="cards">{"".join(cards)}</div>
 <h2>Money at stake</h2>
 {charts}
 <h2>Discrepancies</h2>
 {"".join(groups) if groups else '<p>None: every stated line matches a recomputed line, and nothing is missing.</p>'}
 {notes}
-<footer>Generated by cps-engine {escape(library_version())}. Amounts are exact, in major units of their currency.
+<h2>Per payee</h2>
+{_payees(report.payees)}
+<h2>Evidence</h2>
+{_evidence(report, when)}
+<footer>Generated by cps-engine {escape(library_version())} at {escape(when.isoformat())}. Amounts are exact, in
+major units of their currency.
 </footer>
 </body></html>
 """

@@ -75,10 +75,10 @@ from cps_engine.audit.statement import (
 from cps_engine.engine import compute, orders_by_id, refunds_by_order
 from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
 from cps_engine.models import Event, OrderEvent
-from cps_engine.money import Money, format_rate
+from cps_engine.money import Money, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import PolicyConfig
 
-__all__ = ["Discrepancy", "Kind", "VerificationReport", "verify_statement"]
+__all__ = ["Discrepancy", "Kind", "Pattern", "PayeeRollup", "VerificationReport", "find_patterns", "verify_statement"]
 
 
 class Kind(enum.StrEnum):
@@ -155,9 +155,51 @@ class Discrepancy:
                 "at_stake": money(self.at_stake)}
 
 
+@dataclass(frozen=True, slots=True)
+class PayeeRollup:
+    """One payee's lines in one currency: stated and owed totals, the money at stake, the problems."""
+
+    payee: str
+    currency: str
+    lines_stated: int = 0
+    lines_owed: int = 0
+    stated: int = 0
+    owed: int = 0
+    overpaid: int = 0
+    underpaid: int = 0
+    discrepancies: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        def money(minor: int) -> str:
+            return format(Money(minor, self.currency).amount, "f")
+
+        return {"payee": self.payee, "currency": self.currency, "lines_stated": self.lines_stated,
+                "lines_owed": self.lines_owed, "stated": money(self.stated), "owed": money(self.owed),
+                "overpaid": money(self.overpaid), "underpaid": money(self.underpaid),
+                "discrepancies": self.discrepancies}
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A cause several discrepancies share (:func:`find_patterns`): ``kind`` names the pattern
+    (``rounding``, ``one_unit``, ``rate_ratio``, ``level``, ``payee``), ``count`` the discrepancies it
+    explains, ``text`` the hint for a reader."""
+
+    kind: str
+    count: int
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "count": self.count, "text": self.text}
+
+
 @dataclass
 class VerificationReport:
-    """The outcome of :func:`verify_statement`: every discrepancy plus totals of the money at stake."""
+    """The outcome of :func:`verify_statement`: every discrepancy plus totals of the money at stake.
+
+    The evidence a reader needs to reproduce it: the sha256 of the canonical events, the policy's
+    config hash and rounding, the Merkle root of the lines as stated (and the one the manifest
+    states, if any), the period's bounds and zone, and the as-of time of the recomputation."""
 
     period: str
     policy: str
@@ -169,6 +211,21 @@ class VerificationReport:
     expected_totals: dict[str, int]
     discrepancies: list[Discrepancy] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    events_sha256: str | None = None
+    merkle_root: str | None = None
+    manifest_merkle_root: str | None = None
+    period_start: str | None = None
+    period_end: str | None = None
+    tz: str | None = None
+    as_of: str | None = None
+    rounding: str | None = None
+    payees: list[PayeeRollup] = field(default_factory=list)
+    #: rounding modes besides the policy's that also give every line stated right (None: not known)
+    matched_roundings: tuple[str, ...] | None = None
+
+    def patterns(self) -> list[Pattern]:
+        """Causes the discrepancies share (:func:`find_patterns`)."""
+        return find_patterns(self.discrepancies, self.rounding, matched_roundings=self.matched_roundings)
 
     @property
     def ok(self) -> bool:
@@ -212,6 +269,12 @@ class VerificationReport:
             "discrepancy_count": len(self.discrepancies), "at_stake": stake,
             "groups": {k.value: [d.as_dict() for d in ds] for k, ds in self.by_kind().items()},
             "notes": self.notes,
+            "evidence": {"events_sha256": self.events_sha256, "policy_config_hash": self.config_hash,
+                         "rounding": self.rounding, "merkle_root": self.merkle_root,
+                         "manifest_merkle_root": self.manifest_merkle_root, "period_start": self.period_start,
+                         "period_end": self.period_end, "tz": self.tz, "as_of": self.as_of},
+            "patterns": [p.as_dict() for p in self.patterns()],
+            "payees": [p.as_dict() for p in self.payees],
         }
 
     def to_json(self) -> str:
@@ -374,9 +437,13 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
     report = VerificationReport(
         period=per.label, policy=policy.label, config_hash=policy.config_hash, source=statement.source,
         lines_stated=len(statement.lines), lines_expected=len(expected),
-        stated_totals=_sum(statement.lines), expected_totals=_sum(expected))
+        stated_totals=_sum(statement.lines), expected_totals=_sum(expected),
+        events_sha256=events_digest(evs, steps=steps), merkle_root=statement.merkle_root(),
+        manifest_merkle_root=man.merkle_root if man is not None else None, period_start=per.start.isoformat(),
+        period_end=per.end.isoformat(), tz=per.tz,
+        as_of=effective_as_of.isoformat() if effective_as_of is not None else None, rounding=policy.rounding.value)
     if man is not None:
-        _check_manifest(man, evs, policy, config, per, report)
+        _check_manifest(man, report.events_sha256, policy, config, per, report)
     if hold_days is None and any(line.state not in (None, "accrued") for line in statement.lines):
         report.notes.append("states were not compared: the hold period is unknown (give --hold-days)")
 
@@ -389,6 +456,7 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
         have[s.key()].append(i)
 
     leftovers: list[int] = []
+    matched: list[tuple[StatementLine, StatementLine]] = []
     for key, idxs in have.items():
         exp = list(want.get(key, ()))
         pending_stated: list[int] = []
@@ -400,6 +468,7 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
                 pending_stated.append(i)
                 continue
             e = exp.pop(j)
+            matched.append((s, e))
             found = _compare(s, e, ctx, i + 1, statement.row_of(i))
             if found:
                 out.append(found)
@@ -407,6 +476,7 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
         for i in pending_stated:
             if exp:
                 e = exp.pop(0)
+                matched.append((statement.lines[i], e))
                 found = _compare(statement.lines[i], e, ctx, i + 1, statement.row_of(i))
                 if found:
                     out.append(found)
@@ -454,7 +524,175 @@ def verify_statement(statement: Statement, events: Iterable[Event], policy: Poli
                                    e.amount.minor))
     out.sort(key=lambda d: (list(Kind).index(d.kind), d.line if d.line is not None else 1 << 62, d.order or "",
                             d.payee or ""))
+    report.payees = _rollup(statement.lines, expected, out)
+    report.matched_roundings = _roundings(matched, policy.rounding)
     return report
+
+
+def _roundings(pairs: Iterable[tuple[StatementLine, StatementLine]], own: Rounding) -> tuple[str, ...]:
+    """The rounding modes other than ``own`` that give every stated amount equal to the owed one
+    (``base × rate`` rounded that way): what a platform may have used instead.  Stops as soon as none
+    is left, which honest data with fractional amounts reaches within a few lines."""
+    left = [m for m in _MODES if m is not own]
+    for s, e in pairs:
+        if not left:
+            break
+        if s.amount != e.amount or e.base is None or e.rate is None:
+            continue
+        left = [m for m in left if apply_rate(e.base.minor, e.rate, m) == s.amount.minor]
+    return tuple(m.value for m in left)
+
+
+def _rollup(stated: Iterable[StatementLine], expected: Iterable[StatementLine],
+            found: Iterable[Discrepancy]) -> list[PayeeRollup]:
+    """Per payee and currency, those with the most money at stake first, then the largest stated."""
+    acc: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 7)
+    for ln in stated:
+        row = acc[(ln.payee, ln.currency)]
+        row[0] += 1
+        row[2] += ln.amount.minor
+    for ln in expected:
+        row = acc[(ln.payee, ln.currency)]
+        row[1] += 1
+        row[3] += ln.amount.minor
+    for d in found:
+        if d.payee is None or d.currency is None:
+            continue
+        row = acc[(d.payee, d.currency)]
+        row[4] += d.overpaid
+        row[5] += d.underpaid
+        row[6] += 1
+    rows = [PayeeRollup(p, c, *v) for (p, c), v in acc.items()]
+    rows.sort(key=lambda r: (-(r.overpaid + r.underpaid), -r.discrepancies, -r.stated, r.currency, r.payee))
+    return rows
+
+
+_MODES: Final = (Rounding.DOWN, Rounding.HALF_UP, Rounding.HALF_EVEN, Rounding.UP)
+_MODE_WORDS: Final = {Rounding.DOWN: "down", Rounding.HALF_UP: "half-up", Rounding.HALF_EVEN: "half-even",
+                      Rounding.UP: "up"}
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" if n != 1 else f"1 {what.removesuffix('s').replace('differences', 'difference')}"
+
+
+def _stake(ds: list[Discrepancy]) -> str:
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for d in ds:
+        if d.currency:
+            per[d.currency][0] += d.overpaid
+            per[d.currency][1] += d.underpaid
+    parts = []
+    for cur, (over, under) in sorted(per.items()):
+        bits = [f"overpaid {Money(over, cur)}" if over else "", f"underpaid {Money(under, cur)}" if under else ""]
+        parts.append(", ".join(b for b in bits if b))
+    return "; ".join(p for p in parts if p)
+
+
+def find_patterns(discrepancies: Iterable[Discrepancy], rounding: str | None = None, *,
+                  matched_roundings: Iterable[str] | None = None, minimum: int = 2) -> list[Pattern]:
+    """Causes that several discrepancies share, as hints for a reader (each checked exactly):
+
+    - **rounding**: amount differences of one minor unit where the stated amount is ``base × rate``
+      rounded another way (half-up, half-even, up or down) than the policy's ``rounding``, and that
+      way also gives the lines stated right (``matched_roundings``: the modes that do, when known);
+      *one_unit* when one-unit differences are not explained by any rounding mode;
+    - **rate_ratio**: amounts stated at one constant multiple of the owed ones (stated rates a fixed
+      ratio of the owed rates, e.g. 12% for 10%);
+    - **level** / **payee**: all the discrepancies of one kind on one level, or on one payee.
+
+    A pattern needs ``minimum`` discrepancies.
+
+    >>> def d(stated, owed, base=1005, rate=Fraction(1, 10)):
+    ...     line = lambda m: StatementLine("amy", "o1", Money(m, "CNY"), 1, Money(base, "CNY"), rate)
+    ...     return Discrepancy(Kind.AMOUNT, "", "o1", "amy", 1, 1, line(stated), line(owed), "CNY",
+    ...                        max(stated - owed, 0), max(owed - stated, 0))
+    >>> found = find_patterns([d(101, 100), d(101, 100, base=1007)], "down", matched_roundings=["half_up"])
+    >>> found[0].text
+    '2 one-unit differences (overpaid 0.02 CNY) consistent with half-up rounding (the policy rounds down)'
+    >>> find_patterns([d(101, 100), d(101, 100, base=1007)], "down")[0].text.split(" consistent ")[1]
+    'with half-up or up rounding (the policy rounds down)'
+    >>> [p.kind for p in find_patterns([d(101, 100), d(101, 100, base=1007)], "down", matched_roundings=[])]
+    ['one_unit', 'level', 'payee']
+    """
+    ds = list(discrepancies)
+    out: list[Pattern] = []
+    amounts = [d for d in ds if d.stated is not None and d.expected is not None and d.kind in (Kind.AMOUNT, Kind.RATE)
+               and d.stated.currency == d.expected.currency and d.stated.amount != d.expected.amount]
+    ones = [d for d in amounts if abs(d.stated.amount.minor - d.expected.amount.minor) == 1]  # type: ignore[union-attr]
+    if len(ones) >= minimum:
+        fits: set[Rounding] | None = None if matched_roundings is None else {Rounding(m) for m in matched_roundings}
+        for d in ones:
+            e, st = d.expected, d.stated
+            assert e is not None and st is not None
+            if e.base is None or e.rate is None:
+                fits = set()
+                break
+            modes = {m for m in _MODES if apply_rate(e.base.minor, e.rate, m) == st.amount.minor}
+            fits = modes if fits is None else fits & modes
+            if not fits:
+                break
+        own = f" (the policy rounds {_MODE_WORDS[Rounding(rounding)]})" if rounding in set(Rounding) else ""
+        if fits:
+            words = " or ".join(_MODE_WORDS[m] for m in _MODES if m in fits)
+            out.append(Pattern("rounding", len(ones), f"{_count(len(ones), 'one-unit differences')} "
+                                                      f"({_stake(ones)}) consistent with {words} rounding{own}"))
+        else:
+            out.append(Pattern("one_unit", len(ones), f"{_count(len(ones), 'one-unit differences')} "
+                                                      f"({_stake(ones)}), not explained by another rounding mode"))
+    big = [d for d in amounts if d not in ones and d.expected is not None and d.expected.amount.minor]
+    if len(big) >= minimum:
+        ratio = _common_ratio(big)
+        if ratio is not None:
+            shown = format_rate(ratio) if "/" not in format_rate(ratio) else f"{ratio} (≈{float(ratio):.4g})"
+            out.append(Pattern("rate_ratio", len(big), f"{_count(len(big), 'amounts')} stated at {shown} × the "
+                                                       f"amount owed ({_stake(big)}), consistent with rates {shown} "
+                                                       "times the policy's"))
+    for kind, group in _by_kind(ds).items():
+        if len(group) < minimum:
+            continue
+        lines = [d.expected or d.stated for d in group]
+        levels = {ln.level if ln is not None else None for ln in lines}
+        if len(levels) == 1 and None not in levels:
+            out.append(Pattern("level", len(group), f"all {len(group):,} {KIND_TITLES[kind].lower()} are at "
+                                                    f"level {levels.pop()} ({_stake(group)})"))
+        payees = {d.payee for d in group}
+        if len(payees) == 1 and None not in payees:
+            out.append(Pattern("payee", len(group), f"all {len(group):,} {KIND_TITLES[kind].lower()} concern "
+                                                    f"payee {payees.pop()!r} ({_stake(group)})"))
+    return out
+
+
+def _by_kind(ds: list[Discrepancy]) -> dict[Kind, list[Discrepancy]]:
+    groups: dict[Kind, list[Discrepancy]] = {}
+    for d in ds:
+        groups.setdefault(d.kind, []).append(d)
+    return groups
+
+
+def _common_ratio(ds: list[Discrepancy]) -> Fraction | None:
+    """The one ratio stated / owed of every pair: exact from the rates when every line states one,
+    else from the amounts (each within a unit of ``owed × ratio``, the ratio a simple fraction)."""
+    pairs = [(d.stated, d.expected) for d in ds if d.stated is not None and d.expected is not None]
+    if len(pairs) < len(ds):
+        return None
+    rated = [(s.rate, e.rate) for s, e in pairs if s.rate is not None and e.rate]
+    if len(rated) == len(pairs):
+        ratios = {sr / er for sr, er in rated}
+        if len(ratios) == 1:
+            r = ratios.pop()
+            return r if r != 1 else None
+    stated = sum(s.amount.minor for s, _ in pairs)
+    owed = sum(e.amount.minor for _, e in pairs)
+    if owed <= 0 or stated <= 0:
+        return None
+    r = Fraction(stated, owed).limit_denominator(100)
+    if r == 1:
+        return None
+    for s, e in pairs:
+        if abs(s.amount.minor - e.amount.minor * r) > 1 + r:  # both sides rounded to a unit
+            return None
+    return r
 
 
 def _gross(orders: list[OrderEvent], policy: PolicyConfig, graph: ShareGraph) -> dict[tuple[str, str], int]:
@@ -477,10 +715,10 @@ def _sum(lines: Iterable[StatementLine]) -> dict[str, int]:
     return out
 
 
-def _check_manifest(man: Any, evs: list[Event], policy: PolicyConfig, config: BindingConfig, per: Period,
+def _check_manifest(man: Any, events_sha256: str | None, policy: PolicyConfig, config: BindingConfig, per: Period,
                     report: VerificationReport) -> None:
     checks: Mapping[str, tuple[object, object]] = {
-        "events_sha256": (man.events_sha256, events_digest(evs)),
+        "events_sha256": (man.events_sha256, events_sha256),
         "policy_config_hash": (man.policy_config_hash, policy.config_hash),
         "rounding": (man.rounding, policy.rounding.value),
     }
