@@ -191,7 +191,8 @@ def statement(
                                  binding=config, previous=prev, steps=steps)
         assert st.manifest is not None
         err.print(f"period {safe(st.manifest.period)} in time zone {safe(st.manifest.tz)} ({safe(zone_from)}): "
-                  f"{safe(st.manifest.period_start)} to {safe(st.manifest.period_end)}", highlight=False)
+                  f"{safe(st.manifest.period_start)} to {safe(st.manifest.period_end)}", highlight=False,
+                  soft_wrap=True)
         if output is None:
             write_stdout(st.to_json() if fmt == "json" else st.to_csv())
             return
