@@ -186,13 +186,16 @@ def _write_csv_columns(lines: Any, constants: tuple[str, str, str], out: IO[str]
         else None
     for lo in range(0, n, _CSV_CHUNK):
         part = lines.iloc[lo:lo + _CSV_CHUNK]
-        cur = pa.array(part["currency"].astype(object).tolist(), pa.string())
+        def arrow(name: str, part: Any = part) -> Any:
+            return pc.cast(pa.array(part[name]), pa.string())  # pandas' Arrow-backed text: no copy to Python
+
+        cur = arrow("currency")
         exps = np.zeros(len(part), dtype=np.int64)
-        codes = np.asarray(part["currency"].astype(object), dtype=object)
-        for code in set(codes.tolist()):
-            exps[codes == code] = CURRENCIES[code]
-        text = {c: pa.array(part[c].astype(object).tolist(), pa.string())
-                for c in ("order", "payee", "rate", "rule", "path")}
+        enc = cur.dictionary_encode()
+        codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        for k, code in enumerate(enc.dictionary.to_pylist()):
+            exps[codes == k] = CURRENCIES[code]
+        text = {c: arrow(c) for c in ("order", "payee", "rate", "rule", "path")}
         text["currency"] = cur
         text["amount"] = _money_text(pa, pc, part["amount_minor"].to_numpy(dtype=np.int64), exps)
         text["base"] = _money_text(pa, pc, part["base_minor"].to_numpy(dtype=np.int64), exps)

@@ -264,8 +264,11 @@ def read_events(source: str | Path | bytes | IO[bytes] | IO[str], *,
     idx = idx[ok_rows]
     report("checking fields", len(idx))
     table = table.append_column("line", pa.array(idx + 1, pa.int64()))
-    keys = _np_int(pc.count_substring_regex(text.take(pa.array(idx)), '"[ \\t\\r]*:'))
-    tables, bad = _columns(pa, pc, table, keys, text.take(pa.array(idx)))
+    read = text if len(idx) == n_lines else text.take(pa.array(idx))
+    del lines
+    keys = _np_int(pc.count_substring_regex(read, '"[ \\t\\r]*:'))
+    tables, bad = _columns(pa, pc, table, keys, read)
+    del read, table
     fast[idx[bad]] = False
 
     # every other non-blank line: read by the models
