@@ -94,7 +94,7 @@ def test_hold_and_release_are_idempotent_events_on_the_chain(held: Ledger) -> No
     assert held.chain_head() == head
     with pytest.raises(IdempotencyConflict):
         held.hold("amy", "another reason", at=iso(3.5), id="h1")
-    marker = held.entries(holds=True, event=("hold", "h1"))
+    marker = held.entries(memo=True, event=("hold", "h1"))
     assert [(e.account, e.kind, e.payee, e.amount, e.currency) for e in marker] == [
         (HOLD_ACCOUNT, "hold", "amy", 0, "XXX")]
     assert marker[0].seq == head.seq  # the last entry of the chain
@@ -162,7 +162,7 @@ def test_verify_replays_holds_and_names_a_tampered_hold(held: Ledger) -> None:
 def test_a_removed_marker_breaks_the_chain(held: Ledger) -> None:
     from tests.ledger.test_tamper import tamper
 
-    [m] = held.entries(holds=True, event=("hold", "h1"))
+    [m] = held.entries(memo=True, event=("hold", "h1"))
     tamper(held, [f"DELETE FROM {{p}}entries WHERE seq = {m.seq}"])
     v = held.verify()
     assert not v.ok and any("missing" in p for p in v.problems), v.problems
@@ -315,10 +315,57 @@ def test_concurrent_writers_record_each_hold_once(kind: str, servers: dict[str, 
     problems = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
     assert not problems, problems[0]
     assert shared.event_count() == len(events)
-    markers = [e for e in shared.entries(holds=True) if e.account == HOLD_ACCOUNT]
+    markers = [e for e in shared.entries(memo=True) if e.account == HOLD_ACCOUNT]
     assert sorted(e.event for e in markers) == ["hold:h0", "hold:h1", "hold:h2"]
     assert shared.state_digest() == reference.state_digest()
     for t in (2.5, 4, 30):
         assert shared.balances(as_of=day(t)) == reference.balances(as_of=day(t))
     assert shared.verify().ok
     shared.close()
+
+
+# ---------------------------------------------------------------------- the command line
+def cli_app() -> Any:
+    """The commands on a small app of the test's own, as the lead mounts them on ``ledger``."""
+    import typer
+
+    from cps_engine.cli_hold import register_hold_commands
+
+    app = typer.Typer(add_completion=False)
+    register_hold_commands(app)
+    return app
+
+
+def test_cli_hold_release_holds(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    db = str(tmp_path / "c.db")
+    with Ledger.open(db, POLICY, hold_days=2) as led:
+        led.record_many(BASE)
+    app = cli_app()
+    args = ["hold", "--db", db, "--payee", "amy", "--reason", "ring finding", "--at", iso(3.5), "--id", "h1"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "hold h1 recorded: amy is held since 2026-03-04T14:00:00.000000Z" in r.stderr
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "already recorded" in r.stderr
+    r = runner.invoke(app, ["hold", "--db", db, "--payee", "amy", "--reason", "other", "--at", iso(3.5), "--id", "h1"])
+    assert r.exit_code == 2 and "different payload" in r.stderr
+    r = runner.invoke(app, ["holds", "--db", db, "--as-of", iso(5), "--format", "json"])
+    assert r.exit_code == 0
+    assert [json.loads(line) for line in r.stdout.splitlines()] == [
+        {"payee": "amy", "since": "2026-03-04T14:00:00.000000Z", "reason": "ring finding", "holds": ["h1"]}]
+    r = runner.invoke(app, ["holds", "--db", db, "--as-of", iso(5)])
+    assert r.exit_code == 0 and "ring finding" in r.stdout
+    r = runner.invoke(app, ["release", "--db", db, "--payee", "bob", "--at", iso(9), "--id", "r0"])
+    assert r.exit_code == 2 and "'bob' is not held" in r.stderr
+    r = runner.invoke(app, ["release", "--db", db, "--payee", "amy", "--at", iso(9), "--id", "r1"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["hold", "--db", db, "--payee", "amy", "--reason", "x", "--at", "2026-03-05"])
+    assert r.exit_code == 2 and "--at" in r.stderr  # a time needs its zone
+    r = runner.invoke(app, ["holds", "--db", db, "--as-of", iso(10), "--format", "json"])
+    assert r.exit_code == 0 and r.stdout == ""
+    with Ledger.open(db) as led:
+        assert bal(led, "amy", 9) == ("0.00", "15.00", "0.00", "0.00")
+        assert led.verify().ok

@@ -54,7 +54,9 @@ from cps_engine.ledger.holds import (
 )
 from cps_engine.ledger.planner import Planner
 from cps_engine.ledger.postings import (
+    CAPPED,
     DAY_US,
+    RETAINED,
     LedgerRules,
     awards_from_json,
 )
@@ -149,6 +151,10 @@ def _clean(ev: LedgerEvent) -> LedgerEvent:
     return ev
 
 
+#: accounts of entries that move no money to or from a payee's balances (see :meth:`Ledger.entries`)
+MEMO_ACCOUNTS = (HOLD_ACCOUNT, CAPPED, RETAINED)
+
+
 def _held_entry(e: Entry, windows: list[tuple[int, int]]) -> Entry:
     """``e`` with its hold end moved to the release of the payee's hold it fell in (commission of orders
     only: payouts are not held)."""
@@ -172,10 +178,16 @@ class Ledger:
     :class:`sqlalchemy.Connection` (the ledger runs inside the caller's transaction and never
     commits: record commissions in the same transaction as the order), or a database URL.
 
-    ``policy``, ``hold_days``, ``min_payout`` and ``payout_fee`` are the terms.  A new ledger needs a
-    policy; opening an existing one with different terms adds a new terms version, in force for
-    events dated after every event recorded so far (or from ``effective_from``), so orders already
-    recorded keep the rates they were computed with.
+    ``policy``, ``hold_days``, ``min_payout``, ``payout_fee`` and ``payee_caps`` are the terms.  A new
+    ledger needs a policy; opening an existing one with different terms adds a new terms version, in
+    force for events dated after every event recorded so far (or from ``effective_from``), so orders
+    already recorded keep the rates they were computed with.
+
+    ``payee_caps`` (:class:`~cps_engine.ledger.postings.PayeeCaps`), e.g. ``{"per_order": "50.00 CNY",
+    "per_period": {"days": 30, "max": "500.00 CNY"}}``: a payee's commission above a cap is reduced
+    when it is recorded; the excess stays with the merchant and is recorded beside the commission
+    (account ``capped``), reported by :class:`Recorded` / :class:`RecordSummary` and balances, and
+    reversed with refunds of the order.  ``payee_caps={}`` removes the caps (from a new terms version).
     """
 
     def __init__(
@@ -186,6 +198,7 @@ class Ledger:
         hold_days: int | None = None,
         min_payout: str | Money | Iterable[str | Money] | None = None,
         payout_fee: Any = None,
+        payee_caps: Mapping[str, Any] | None = None,
         binding: BindingConfig | BindingMode | str | None = None,
         effective_from: datetime | str | None = None,
         prefix: str = "cps_",
@@ -218,7 +231,7 @@ class Ledger:
         setups = _SETUPS.setdefault(engine, {})
         known = setups.get(qualified)
         if known is not None and policy is None and binding is None and effective_from is None \
-                and hold_days is None and min_payout is None and payout_fee is None:
+                and hold_days is None and min_payout is None and payout_fee is None and payee_caps is None:
             # a ledger this process opened before, no new terms: nothing to check or build again (a
             # backend that opens ``Ledger(connection)`` per request pays no query and no metadata)
             self.tables, self._sql, self._lock_key, self._binding = known.tables, known.sql, known.lock_key, \
@@ -240,7 +253,8 @@ class Ledger:
         self._postings_from = 1
         # validate every input before touching the database (MariaDB commits DDL at once)
         pol = load_policy(policy) if policy is not None else None
-        LedgerRules.of(hold_days=7 if hold_days is None else hold_days, min_payout=min_payout, payout_fee=payout_fee)
+        LedgerRules.of(hold_days=7 if hold_days is None else hold_days, min_payout=min_payout, payout_fee=payout_fee,
+                       payee_caps=payee_caps)
         if binding is not None:
             binding = BindingConfig.of(binding)
         with self._connection() as conn:
@@ -248,7 +262,7 @@ class Ledger:
                 raise InvalidPolicyConfig("a new ledger needs a policy", field="policy")
             ensure_schema(conn, self.tables, protect=protect)
             self._init_meta(conn, binding)
-            self._init_terms(conn, pol, hold_days, min_payout, payout_fee, effective_from)
+            self._init_terms(conn, pol, hold_days, min_payout, payout_fee, effective_from, payee_caps)
         self._check_key_mode()
         setups[qualified] = _Setup(self.tables, self._sql, self._lock_key, self._binding, self._terms,
                                    self._terms_starts, self._key_check, self._postings_from)
@@ -345,7 +359,8 @@ class Ledger:
                                                 self._terms_starts, known.key_check, known.postings_from)
 
     def _init_terms(self, conn: sa.Connection, policy: Any, hold_days: int | None, min_payout: Any,
-                    payout_fee: Any, effective_from: datetime | str | None) -> None:
+                    payout_fee: Any, effective_from: datetime | str | None,
+                    payee_caps: Mapping[str, Any] | None = None) -> None:
         self._load_terms(conn)
         pol = load_policy(policy) if policy is not None else None
         latest = self._terms[-1] if self._terms else None
@@ -353,13 +368,15 @@ class Ledger:
             if pol is None:
                 raise InvalidPolicyConfig("a new ledger needs a policy", field="policy")
             rules = LedgerRules.of(hold_days=7 if hold_days is None else hold_days, min_payout=min_payout,
-                                   payout_fee=payout_fee)
+                                   payout_fee=payout_fee,
+                                   payee_caps=payee_caps)
             self._add_terms(conn, 1, _MIN_US, pol, rules)
             return
         prev = json.loads(latest.rules.to_json())
         rules = LedgerRules.of(hold_days=prev["hold_days"] if hold_days is None else hold_days,
                                min_payout=prev["min_payout"] if min_payout is None else min_payout,
-                               payout_fee=prev["payout_fee"] if payout_fee is None else payout_fee)
+                               payout_fee=prev["payout_fee"] if payout_fee is None else payout_fee,
+                               payee_caps=prev.get("payee_caps") if payee_caps is None else payee_caps)
         pol = pol or latest.policy
         if pol.config_hash == latest.policy.config_hash and rules == latest.rules:
             return
@@ -672,6 +689,7 @@ class Ledger:
         g = inner.group_by(t.c.payee, t.c.currency, t.c.account, t.c.order_id, t.c.effective_us,
                            t.c.available_us).subquery()
         com = g.c.account == "commission"
+        capped = g.c.account == CAPPED
 
         def total(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
             return sa.func.coalesce(sa.func.sum(sa.case((cond, g.c.s), else_=0)), 0)
@@ -682,24 +700,26 @@ class Ledger:
                 q = (sa.select(g.c.payee, g.c.currency, total(com & (g.c.available_us > at)),
                                total(com & (g.c.available_us <= at)), total(g.c.account == "paid"),
                                total(g.c.account == "fee"), total(com & g.c.order_id.is_not(None) & (g.c.s > 0)),
-                               total(com & g.c.order_id.is_not(None) & (g.c.s < 0)), sa.null())
+                               total(com & g.c.order_id.is_not(None) & (g.c.s < 0)), total(capped), sa.null())
                      .group_by(g.c.payee, g.c.currency).order_by(g.c.payee, g.c.currency))
             else:  # a held payee's commission whose hold period ended since the hold began stays pending
                 kept = com & g.c.order_id.is_not(None) & held.c.since.is_not(None) & (g.c.available_us >= held.c.since)
                 q = (sa.select(g.c.payee, g.c.currency, total(com & ((g.c.available_us > at) | kept)),
                                total(com & (g.c.available_us <= at) & ~kept), total(g.c.account == "paid"),
                                total(g.c.account == "fee"), total(com & g.c.order_id.is_not(None) & (g.c.s > 0)),
-                               total(com & g.c.order_id.is_not(None) & (g.c.s < 0)), sa.func.max(held.c.since))
+                               total(com & g.c.order_id.is_not(None) & (g.c.s < 0)), total(capped),
+                               sa.func.max(held.c.since))
                      .select_from(g.outerjoin(held, held.c.payee == g.c.payee))
                      .group_by(g.c.payee, g.c.currency).order_by(g.c.payee, g.c.currency))
             rows = conn.execute(q).all()
         out = []
         for p, cur, *values, since in rows:
-            pending, available, paid, fee, earned, rev = (int(v) for v in values)
-            if not any((pending, available, paid, fee, earned, rev)):
+            pending, available, paid, fee, earned, rev, cut = (int(v) for v in values)
+            if not any((pending, available, paid, fee, earned, rev, cut)):
                 continue
             out.append(Balance(p, cur, Money(pending, cur), Money(available, cur), Money(paid, cur), Money(fee, cur),
-                               Money(earned, cur), Money(-rev, cur), None if since is None else int(since)))
+                               Money(earned, cur), Money(-rev, cur), None if since is None else int(since),
+                               Money(cut, cur) if cut else None))
         return out
 
     def _held_since(self, payee: str | None, at: int) -> sa.Subquery:
@@ -731,10 +751,12 @@ class Ledger:
 
     def entries(self, *, order: str | None = None, payee: str | None = None,
                 start: datetime | str | int | None = None, end: datetime | str | int | None = None,
-                event: tuple[str, str] | None = None, holds: bool = False) -> list[Entry]:
+                event: tuple[str, str] | None = None, memo: bool = False) -> list[Entry]:
         """Stored entries, in log order, filtered by order, payee, event key and/or effective time in
-        ``[start, end)``.  The marker entries of holds and releases (account ``hold``, amount 0; see
-        :mod:`cps_engine.ledger.holds`) are left out unless ``holds=True``: every other entry moves money."""
+        ``[start, end)``.  Memo entries are left out unless ``memo=True``: the markers of holds and
+        releases (account ``hold``, amount 0; :mod:`cps_engine.ledger.holds`) and what payee caps withheld
+        (accounts ``capped`` and ``retained``; :class:`~cps_engine.ledger.postings.PayeeCaps`), which
+        move no money to or from a payee's balances."""
         t, e = self.tables.entries, self.tables.events
         _text_arg(order, "order")
         _text_arg(payee, "payee")
@@ -749,8 +771,8 @@ class Ledger:
             q = q.where(t.c.effective_us < as_micros(end))
         if event is not None:
             q = q.where(e.c.kind == event[0], e.c.event_id == event[1])
-        if not holds:
-            q = q.where(t.c.account != HOLD_ACCOUNT)
+        if not memo:
+            q = q.where(t.c.account.not_in(MEMO_ACCOUNTS))
         with self._read() as conn:
             return [entry_from_row(r) for r in conn.execute(q.order_by(t.c.seq))]
 
@@ -808,6 +830,12 @@ class Ledger:
             entries = [_held_entry(x, windows) for x in entries]
         st = statement_of(entries, payee, s, e, chain_head=self.chain_head(),
                           rounding=sorted({t.policy.rounding.value for t in self.terms}))
+        cut: dict[str, int] = {}
+        for x in self.entries(payee=payee, start=s, end=e, memo=True):
+            if x.account == CAPPED:
+                cut[x.currency] = cut.get(x.currency, 0) + x.amount
+        if any(cut.values()):  # what payee caps withheld from the payee's commission in the period
+            st.manifest["capped"] = {c: str(Money(v, c).amount) for c, v in sorted(cut.items()) if v}
         shown = [(a, b) for a, b in windows if a < e and b > s]
         if shown:
             st.manifest["holds"] = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cps_engine.engine import CommissionLine, compute
@@ -30,7 +30,9 @@ from cps_engine.ledger.graphs import LedgerGraph, Missing, Refused
 from cps_engine.ledger.hashing import iso_us, payload_and_hash
 from cps_engine.ledger.holds import HOLD_ACCOUNT, HOLD_CURRENCY, HoldEvent, LedgerEvent, ReleaseEvent, held_since
 from cps_engine.ledger.postings import (
+    CAPPED,
     DAY_US,
+    LedgerRules,
     Leg,
     awards_to_json,
     line_amounts,
@@ -39,7 +41,6 @@ from cps_engine.ledger.postings import (
 from cps_engine.ledger.types import Outcome, Recorded, TermsVersion
 from cps_engine.models import (
     BindEvent,
-    Event,
     OrderEvent,
     PayoutEvent,
     RefundEvent,
@@ -84,6 +85,10 @@ class _OrderState:
     awards_json: str
     refunds: list[tuple[int, str, int, bool]]  # (at_us, refund id, minor, amount-less), canonical order
     posted: list[int]
+    #: per line, the most the payee caps leave it (``None``: not capped); empty: the order is not capped
+    caps: list[int | None] = field(default_factory=list)
+    #: per line, the capped excess posted (account ``capped``)
+    excess: list[int] = field(default_factory=list)
 
     @property
     def refunded(self) -> int:
@@ -96,6 +101,12 @@ class _OrderState:
     def amounts(self, refunded: int) -> list[int]:
         return line_amounts(self.order_id, self.currency, self.gross_base, refunded, self.awards,
                             self.policy_label, self.config_hash, self.rounding)
+
+    def capped(self, amounts: list[int]) -> list[int]:
+        """The line amounts the payee caps leave: ``min(amount, cap)`` per capped line."""
+        if not self.caps:
+            return amounts
+        return [a if c is None else min(a, c) for a, c in zip(amounts, self.caps, strict=True)]
 
     def row(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "revision": self.revision, "event_seq": self.event_seq,
@@ -147,6 +158,7 @@ class Store(Protocol):
     cache_touched: bool
     parked_live: int
     legs: list[Leg]
+    capped: list[Leg]
     event_seq: int
     latest_event: int | None
 
@@ -160,6 +172,7 @@ class Store(Protocol):
     def insert_refund(self, seq: int, ev: RefundEvent, at: int, minor: int) -> None: ...
     def order_state(self, order_id: str) -> _OrderState | None: ...
     def revision_legs(self, st: _OrderState) -> list[tuple[Any, ...]]: ...
+    def period_commission(self, payee: str, currency: str, start: int, end: int, order_id: str) -> int: ...
     def payout_funds(self, payee: str, currency: str, at: int) -> int: ...
     def orders_from(self, at: int, buyer: str | None) -> list[str]: ...
     def park(self, seq: int, ev: LedgerEvent, plan: _Park) -> None: ...
@@ -211,11 +224,12 @@ class Planner:
                 self.graph.wait_for_parent(ev)
                 tx.cache_touched = True
             return Recorded(ev.type, ev.id, Outcome.PARKED if plan.waits_for else Outcome.REJECTED, plan.reason)
-        mark = len(tx.legs)
+        mark, mark_capped = len(tx.legs), len(tx.capped)
         keys = self._apply(tx, seq, ev, plan)
         released = self._cascade(tx, keys)
         lines = plan.lines if isinstance(plan, _OrderPlan) else ()
-        return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released), lines, tuple(tx.legs[mark:]))
+        return Recorded(ev.type, ev.id, Outcome.APPLIED, None, tuple(released), lines, tuple(tx.legs[mark:]),
+                        tuple(tx.capped[mark_capped:]))
 
     def check_horizon(self, ev: LedgerEvent, latest: int | None) -> None:
         """Refuse (typed, nothing stored) an event dated beyond the horizon after the latest event: a
@@ -369,15 +383,17 @@ class Planner:
         at = to_micros(ev.at)
         terms = plan.terms
         policy = terms.policy
+        caps = self._caps_for(tx, ev.id, ev.currency, at, plan.awards, plan.amounts, terms.rules)
         st = _OrderState(ev.id, seq, 0, seq, ev.buyer, at, ev.currency, ev.amount_minor, plan.base, terms.version,
                          policy.config_hash, policy.label, policy.rounding, at + terms.rules.hold_days * DAY_US,
-                         plan.awards, awards_to_json(plan.awards), [], [0] * len(plan.awards))
+                         plan.awards, awards_to_json(plan.awards, caps), [], [0] * len(plan.awards), caps,
+                         [0] * len(plan.awards))
         tx.insert_order(st)
         legs = self._timeline(st, plan.amounts)
         tx.post(seq, ev, legs)
         for leg in legs:
             if leg.line is not None:
-                st.posted[leg.line] += leg.amount
+                (st.posted if leg.account == "commission" else st.excess)[leg.line] += leg.amount
         return [f"order:{ev.id}", *sorted({f"funds:{ev.currency}:{leg.payee}" for leg in legs
                                            if leg.account == "commission" and leg.amount > 0})]
 
@@ -387,21 +403,59 @@ class Planner:
         when already known."""
         legs: list[Leg] = []
         prev = [0] * len(st.awards)
+        prev_paid = prev
         refunded = 0
         steps: list[tuple[str, int, int]] = [("accrual", st.at_us, 0)]
         steps += [("refund", max(at, st.at_us), minor) for at, _, minor, _ in st.refunds]
         for kind, eff, minor in steps:
             refunded += minor
             now = gross if gross is not None and refunded == 0 else st.amounts(refunded)
-            for i, (a, old, new) in enumerate(zip(st.awards, prev, now, strict=True)):
+            paid = st.capped(now)
+            for i, (a, old, new) in enumerate(zip(st.awards, prev_paid, paid, strict=True)):
                 if new != old:
                     legs.append(self._leg(st, kind, i, a, new - old, eff))
-            prev = now
+                if st.caps:  # what the caps withheld, beside the commission (see PayeeCaps)
+                    excess = (now[i] - new) - (prev[i] - old)
+                    if excess:
+                        legs.append(self._leg(st, kind, i, a, excess, eff, CAPPED))
+            prev, prev_paid = now, paid
         return legs
 
-    def _leg(self, st: _OrderState, kind: str, line: int, a: Award, amount: int, eff: int) -> Leg:
-        return Leg(kind, "commission", a.payee, st.currency, amount, eff, st.available_us, st.order_id,
+    def _leg(self, st: _OrderState, kind: str, line: int, a: Award, amount: int, eff: int,
+             account: str = "commission") -> Leg:
+        return Leg(kind, account, a.payee, st.currency, amount, eff, st.available_us, st.order_id,
                    st.revision, line, a.level, str(a.rate), st.config_hash)
+
+    def _caps_for(self, tx: Store, order_id: str, currency: str, at: int, awards: Sequence[Award],
+                  gross: Sequence[int], rules: LedgerRules) -> list[int | None]:
+        """Each line's ceiling under the payee caps of ``rules`` (empty: none apply): in line order, the
+        line's amount on the gross base, at most what the per-order cap leaves the payee in this order
+        and what the per-period cap leaves them after their commission on the other orders of the period
+        (as recorded so far: a refund frees room for later orders, never for earlier ones)."""
+        caps = rules.caps
+        if not caps:
+            return []
+        per_order = caps.order_cap(currency)
+        per_period = caps.period_cap(currency) if caps.period_days else None
+        if per_order is None and per_period is None:
+            return []
+        used: dict[str, int] = {}
+        room: dict[str, int] = {}
+        out: list[int | None] = []
+        for a, amount in zip(awards, gross, strict=True):
+            allow = amount
+            if per_order is not None:
+                allow = min(allow, per_order - used.get(a.payee, 0))
+            if per_period is not None:
+                if a.payee not in room:
+                    start, end = caps.period_of(at)
+                    room[a.payee] = per_period - tx.period_commission(a.payee, currency, start, end, order_id)
+                allow = min(allow, room[a.payee])
+                room[a.payee] -= max(0, allow)
+            allow = max(0, allow)
+            used[a.payee] = used.get(a.payee, 0) + allow
+            out.append(allow)
+        return out
 
     def _apply_refund(self, tx: Store, seq: int, ev: RefundEvent, st: _OrderState, minor: int) -> list[str]:
         at = to_micros(ev.at)
@@ -412,17 +466,25 @@ class Planner:
             bisect.insort(st.refunds, entry)
             if self._v2:
                 st.resolve()
-            return self._restate(tx, seq, ev, st, st.awards, st.awards_json)
+            return self._restate(tx, seq, ev, st, st.awards, st.awards_json, st.caps)
         st.refunds.append(entry)
         now = st.amounts(st.refunded)
-        legs = [self._leg(st, "refund", i, a, new - old, max(at, st.at_us))
-                for i, (a, old, new) in enumerate(zip(st.awards, st.posted, now, strict=True)) if new != old]
+        paid = st.capped(now)
+        eff = max(at, st.at_us)
+        legs = []
+        for i, (a, old, new) in enumerate(zip(st.awards, st.posted, paid, strict=True)):
+            if new != old:
+                legs.append(self._leg(st, "refund", i, a, new - old, eff))
+            if st.caps and now[i] - new != st.excess[i]:  # the capped excess reverses with it
+                legs.append(self._leg(st, "refund", i, a, now[i] - new - st.excess[i], eff, CAPPED))
         tx.post(seq, ev, legs)
-        st.posted = now
+        st.posted = paid
+        if st.caps:
+            st.excess = [n - p for n, p in zip(now, paid, strict=True)]
         return sorted({f"funds:{st.currency}:{leg.payee}" for leg in legs if leg.amount > 0})
 
-    def _restate(self, tx: Store, seq: int, ev: Event, st: _OrderState, awards: tuple[Award, ...],
-                 awards_json: str) -> list[str]:
+    def _restate(self, tx: Store, seq: int, ev: LedgerEvent, st: _OrderState, awards: tuple[Award, ...],
+                 awards_json: str, caps: list[int | None]) -> list[str]:
         """Make the order's positions what in-order delivery would have posted: a new revision (the new
         rate snapshot) whose timeline -- accrual, then each refund in time order -- replaces the old.
 
@@ -433,41 +495,44 @@ class Planner:
         old = tx.revision_legs(st)
         prev_revision = st.revision
         st.revision += 1
-        st.awards, st.awards_json = awards, awards_json
+        st.awards, st.awards_json, st.caps = awards, awards_json, caps
         st.event_seq = seq
         tx.insert_order(st)
         new = self._timeline(st)
         if not self._v2:
-            legs = [Leg("correction", "commission", payee, st.currency, -amount, eff, avail, st.order_id,
+            legs = [Leg("correction", acc, payee, st.currency, -amount, eff, avail, st.order_id,
                         prev_revision, line, level, rate, chash)
-                    for payee, line, level, rate, chash, eff, avail, amount in old if amount]
+                    for payee, line, level, rate, chash, eff, avail, acc, amount in old if amount]
             tx.post(seq, ev, legs + new)
-            posted = new
         else:
-            have = {(eff, line, payee, level, rate, chash, avail): amount
-                    for payee, line, level, rate, chash, eff, avail, amount in old if amount}
+            # positions per account: the commission, then (capped orders) the capped excess
+            have = {(eff, line, payee, level, rate, chash, avail, acc): amount
+                    for payee, line, level, rate, chash, eff, avail, acc, amount in old if amount}
             want: dict[tuple[Any, ...], list[Any]] = {}
             for leg in new:
-                k = (leg.effective_us, leg.line, leg.payee, leg.level, leg.rate, leg.config_hash, leg.available_us)
+                k = (leg.effective_us, leg.line, leg.payee, leg.level, leg.rate, leg.config_hash, leg.available_us,
+                     leg.account)
                 slot = want.setdefault(k, [0, leg.kind])
                 slot[0] += leg.amount
             posted = []
-            for k in sorted(set(have) | set(want), key=lambda k: (k[0], k[1], k[2], k[3], str(k[4]), str(k[5]), k[6])):
+            for k in sorted(set(have) | set(want), key=lambda k: (k[0], k[1], k[2], k[3], str(k[4]), str(k[5]), k[6],
+                                                                   k[7] != "commission")):
                 target, kind = want.get(k, [0, "correction"])
                 delta = target - have.get(k, 0)
                 if delta:
-                    eff, line, payee, level, rate, chash, avail = k
-                    posted.append(Leg(kind if k not in have else "correction", "commission", payee, st.currency,
+                    eff, line, payee, level, rate, chash, avail, acc = k
+                    posted.append(Leg(kind if k not in have else "correction", acc, payee, st.currency,
                                       delta, eff, avail, st.order_id, st.revision, line, level, rate, chash))
             tx.post(seq, ev, posted)
-            posted = new
         st.posted = [0] * len(awards)
-        for leg in posted:
+        st.excess = [0] * len(awards)
+        for leg in new:
             assert leg.line is not None
-            st.posted[leg.line] += leg.amount
-        return sorted({f"funds:{st.currency}:{leg.payee}" for leg in new if leg.amount > 0})
+            (st.posted if leg.account == "commission" else st.excess)[leg.line] += leg.amount
+        return sorted({f"funds:{st.currency}:{leg.payee}" for leg in new if leg.amount > 0
+                       and leg.account == "commission"})
 
-    def _recompute_after(self, tx: Store, seq: int, ev: Event, at_us: int, buyer: str | None) -> list[str]:
+    def _recompute_after(self, tx: Store, seq: int, ev: LedgerEvent, at_us: int, buyer: str | None) -> list[str]:
         """A share or bind dated at or before applied orders arrived: recompute those orders' chains;
         restate the ones whose awards changed.  Returns the keys the new commissions satisfy."""
         keys: list[str] = []
@@ -479,8 +544,10 @@ class Planner:
             if not isinstance(plan, _OrderPlan):  # pragma: no cover - an applied order's share stays known
                 continue
             js = awards_to_json(plan.awards)
-            if js != st.awards_json:
-                keys += self._restate(tx, seq, ev, st, plan.awards, js)
+            if js != (awards_to_json(st.awards) if st.caps else st.awards_json):
+                caps = self._caps_for(tx, st.order_id, st.currency, st.at_us, plan.awards, plan.amounts,
+                                      self.terms_at(st.at_us).rules)
+                keys += self._restate(tx, seq, ev, st, plan.awards, awards_to_json(plan.awards, caps), caps)
         return keys
 
     def _cascade(self, tx: Store, keys: list[str]) -> list[tuple[str, str]]:

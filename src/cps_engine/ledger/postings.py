@@ -23,29 +23,136 @@ Every posting balances per currency: an accrual is ``+x`` on the payee's ``commi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from cps_engine.engine import settle
-from cps_engine.errors import InvalidPolicyConfig
+from cps_engine.errors import CpsError, FloatRejected, InvalidPolicyConfig
 from cps_engine.limits import MAX_DAYS
 from cps_engine.money import Money, Rounding, apply_rate, format_rate, parse_rate
 from cps_engine.policies.base import Award, Fixed, parse_spec
 
 __all__ = [
+    "CAPPED",
     "DAY_US",
+    "RETAINED",
     "LedgerRules",
     "Leg",
+    "PayeeCaps",
     "awards_from_json",
     "awards_to_json",
+    "caps_from_json",
     "line_amounts",
     "merchant_legs",
     "payout_legs",
 ]
 
 DAY_US = 86_400_000_000
+#: the memo account of the commission a payee cap withheld (its counter-leg: ``retained``, the merchant's)
+CAPPED = "capped"
+RETAINED = "retained"
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeCaps:
+    """Per-payee maximum commission, per currency: ``per_order`` (one payee's lines in one order) and
+    ``per_period`` (one payee's commission on the orders dated in one period of ``period_days`` days,
+    periods counted from 1970-01-01T00:00Z).  Minor units; a currency not listed is not capped.
+
+    >>> caps = PayeeCaps.of({"per_order": "50.00 CNY",
+    ...                      "per_period": {"days": 30, "max": ["500.00 CNY", "80 USD"]}})
+    >>> caps.order_cap("CNY"), caps.period_cap("USD"), caps.period_cap("EUR"), caps.period_of(31 * DAY_US)
+    (5000, 8000, None, (2592000000000, 5184000000000))
+    >>> PayeeCaps.of({"per_order": 50.0})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cps_engine.errors.InvalidPolicyConfig: field 'payee_caps.per_order': 50.0 is a float; give ... "50.00 CNY"
+    """
+
+    per_order: tuple[tuple[str, int], ...] = ()
+    period_days: int | None = None
+    per_period: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, value: Any) -> PayeeCaps:
+        """From ``{"per_order": "50.00 CNY" | [...], "per_period": {"days": 30, "max": "500.00 CNY" | [...]}}``
+        (either key optional); every problem a typed :class:`~cps_engine.errors.InvalidPolicyConfig`
+        naming the field (``payee_caps.per_period.days``, ...)."""
+        if isinstance(value, PayeeCaps):
+            return value
+        if not isinstance(value, Mapping):
+            raise InvalidPolicyConfig("payee caps are a mapping with per_order and/or per_period",
+                                      field="payee_caps")
+        value = dict(value)
+        unknown = sorted(set(value) - {"per_order", "per_period"})
+        if unknown:
+            raise InvalidPolicyConfig(f"unknown key {unknown[0]!r} (per_order, per_period)",
+                                      field=f"payee_caps.{unknown[0]}")
+        per_order = _caps_amounts(value.get("per_order"), "payee_caps.per_order")
+        days: int | None = None
+        per_period: tuple[tuple[str, int], ...] = ()
+        period = value.get("per_period")
+        if period is not None:
+            if not isinstance(period, Mapping):
+                raise InvalidPolicyConfig('give {"days": N, "max": "500.00 CNY"}', field="payee_caps.per_period")
+            extra = sorted(set(period) - {"days", "max"})
+            if extra:
+                raise InvalidPolicyConfig(f"unknown key {extra[0]!r} (days, max)",
+                                          field=f"payee_caps.per_period.{extra[0]}")
+            days = period.get("days")
+            if type(days) is not int or not 1 <= days <= MAX_DAYS:
+                raise InvalidPolicyConfig(f"days must be an int within [1, {MAX_DAYS}]",
+                                          field="payee_caps.per_period.days")
+            per_period = _caps_amounts(period.get("max"), "payee_caps.per_period.max")
+            if not per_period:
+                raise InvalidPolicyConfig("a period cap needs a max", field="payee_caps.per_period.max")
+        return cls(per_order, days, per_period)
+
+    def __bool__(self) -> bool:
+        return bool(self.per_order or self.per_period)
+
+    def order_cap(self, currency: str) -> int | None:
+        return dict(self.per_order).get(currency)
+
+    def period_cap(self, currency: str) -> int | None:
+        return dict(self.per_period).get(currency)
+
+    def period_of(self, at_us: int) -> tuple[int, int]:
+        """``[start, end)`` of the period holding ``at_us`` (µs)."""
+        assert self.period_days is not None
+        size = self.period_days * DAY_US
+        start = (at_us // size) * size
+        return start, start + size
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.per_order:
+            out["per_order"] = [str(Money(m, c)) for c, m in self.per_order]
+        if self.per_period:
+            out["per_period"] = {"days": self.period_days, "max": [str(Money(m, c)) for c, m in self.per_period]}
+        return out
+
+
+def _caps_amounts(value: Any, field: str) -> tuple[tuple[str, int], ...]:
+    out: dict[str, int] = {}
+    items = [value] if not isinstance(value, (list, tuple)) and value is not None else _many(value)
+    for item in items:
+        if isinstance(item, float):
+            raise InvalidPolicyConfig(f'{item!r} is a float; give an amount as text such as "50.00 CNY"', field=field)
+        try:
+            money = item if isinstance(item, Money) else Money.parse(item) if isinstance(item, str) else None
+        except (CpsError, FloatRejected) as exc:
+            raise InvalidPolicyConfig(getattr(exc, "message", str(exc)), field=field) from None
+        if money is None:
+            raise InvalidPolicyConfig(f'{str(item)[:40]!r} is not an amount such as "50.00 CNY"', field=field)
+        if money.minor < 0:
+            raise InvalidPolicyConfig("a cap must not be negative", field=field)
+        if money.currency in out:
+            raise InvalidPolicyConfig(f"{money.currency} is given twice", field=field)
+        out[money.currency] = money.minor
+    return tuple(sorted(out.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +193,13 @@ class LedgerRules:
     min_payout: tuple[tuple[str, int], ...] = ()
     fee_rate: Fraction | None = None
     fee_fixed: tuple[tuple[str, int], ...] = ()
+    #: per-payee caps (``None``: none); see :class:`PayeeCaps`
+    caps: PayeeCaps | None = None
 
     @classmethod
     def of(cls, *, hold_days: int = 7, min_payout: str | Money | Iterable[str | Money] | None = None,
-           payout_fee: str | Fraction | Money | Iterable[str | Fraction | Money] | None = None) -> LedgerRules:
+           payout_fee: str | Fraction | Money | Iterable[str | Fraction | Money] | None = None,
+           payee_caps: PayeeCaps | Mapping[str, Any] | None = None) -> LedgerRules:
         """Build from friendly values: ``min_payout="10.00 CNY"``, ``payout_fee=["1%", "2.00 CNY"]``.
 
         >>> LedgerRules.of(hold_days=0, payout_fee="2%").fee_rate
@@ -118,7 +228,8 @@ class LedgerRules:
                 fixed[spec.currency] = spec.minor
             else:
                 rate = spec
-        return cls(hold_days, tuple(sorted(mins.items())), rate, tuple(sorted(fixed.items())))
+        caps = PayeeCaps.of(payee_caps) if payee_caps is not None else None
+        return cls(hold_days, tuple(sorted(mins.items())), rate, tuple(sorted(fixed.items())), caps or None)
 
     def minimum(self, currency: str) -> int:
         return dict(self.min_payout).get(currency, 0)
@@ -133,12 +244,15 @@ class LedgerRules:
                 "min_payout": [str(Money(m, c)) for c, m in self.min_payout],
                 "payout_fee": ([format_rate(self.fee_rate)] if self.fee_rate is not None else [])
                 + [str(Money(m, c)) for c, m in self.fee_fixed]}
+        if self.caps:  # only when set: the settings of terms without caps keep their text
+            data["payee_caps"] = self.caps.to_dict()
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> LedgerRules:
         data = json.loads(text)
-        return cls.of(hold_days=data["hold_days"], min_payout=data["min_payout"], payout_fee=data["payout_fee"])
+        return cls.of(hold_days=data["hold_days"], min_payout=data["min_payout"], payout_fee=data["payout_fee"],
+                      payee_caps=data.get("payee_caps"))
 
 
 def _many(value: Any) -> list[Any]:
@@ -149,11 +263,20 @@ def _many(value: Any) -> list[Any]:
     return list(value)
 
 
-def awards_to_json(awards: Sequence[Award]) -> str:
-    """Canonical JSON of a rate snapshot (rates as exact ``p/q`` text)."""
-    return json.dumps([{"payee": a.payee, "level": a.level, "rate": str(a.rate), "rule": a.rule,
-                        "path": list(a.path), "pool": a.pool} for a in awards],
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+def awards_to_json(awards: Sequence[Award], caps: Sequence[int | None] | None = None) -> str:
+    """Canonical JSON of a rate snapshot (rates as exact ``p/q`` text); with ``caps``, each capped line's
+    ceiling (minor units: what the payee caps left it, see :class:`PayeeCaps`) as ``cap``."""
+    rows: list[dict[str, Any]] = [{"payee": a.payee, "level": a.level, "rate": str(a.rate), "rule": a.rule,
+                                   "path": list(a.path), "pool": a.pool} for a in awards]
+    for row, cap in zip(rows, caps or (), strict=False):
+        if cap is not None:
+            row["cap"] = cap
+    return json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def caps_from_json(text: str) -> list[int | None]:
+    """The ``cap`` of every line of a stored rate snapshot (``None``: not capped)."""
+    return [d.get("cap") for d in json.loads(text)]
 
 
 def awards_from_json(text: str) -> tuple[Award, ...]:
@@ -189,13 +312,14 @@ def line_amounts(order_id: str, currency: str, gross_base: int, refunded: int, a
 def merchant_legs(legs: Sequence[Leg]) -> list[Leg]:
     """The merchant's ``expense`` legs balancing payee ``commission`` legs (payouts balance on their own),
     one per (kind, order, revision, currency, effective time)."""
-    groups: dict[tuple[str, str | None, int | None, str, int], int] = {}
+    groups: dict[tuple[str, str, str | None, int | None, str, int], int] = {}
     for leg in legs:
-        if leg.account == "commission" and leg.kind != "payout":
-            k = (leg.kind, leg.order, leg.revision, leg.currency, leg.effective_us)
+        if (leg.account == "commission" and leg.kind != "payout") or leg.account == CAPPED:
+            counter = "expense" if leg.account == "commission" else RETAINED
+            k = (counter, leg.kind, leg.order, leg.revision, leg.currency, leg.effective_us)
             groups[k] = groups.get(k, 0) - leg.amount
-    return [Leg(kind, "expense", None, cur, amount, eff, None, order, rev)
-            for (kind, order, rev, cur, eff), amount in groups.items() if amount]
+    return [Leg(kind, account, None, cur, amount, eff, None, order, rev)
+            for (account, kind, order, rev, cur, eff), amount in groups.items() if amount]
 
 
 def payout_legs(payee: str, currency: str, amount: int, fee: int, at_us: int) -> list[Leg]:

@@ -22,8 +22,10 @@ from cps_engine.ledger.hashing import GENESIS, event_payload
 from cps_engine.ledger.holds import HOLD_ACCOUNT, HOLD_CURRENCY, LedgerEvent, parse_ledger_event
 from cps_engine.ledger.planner import _OrderState, _Park
 from cps_engine.ledger.postings import (
+    CAPPED,
     Leg,
     awards_from_json,
+    caps_from_json,
     merchant_legs,
 )
 from cps_engine.ledger.schema import LedgerTables
@@ -144,20 +146,28 @@ class Statements:
                               .join(ev, ev.c.seq == r.c.event_seq).where(r.c.order_id == bp("order")))
         # positions over every revision: a restatement nets the old revision's lines to zero (rules 1 by
         # reversing them, rules 2 by posting the difference), so these are the current revision's
-        self.order_posted = (sa.select(en.c.line, sa.func.sum(en.c.amount))
-                             .where(en.c.order_id == bp("order"), en.c.account == "commission").group_by(en.c.line))
+        # (and the capped excess of each line, account ``capped``: what payee caps withheld)
+        self.order_posted = (sa.select(en.c.account, en.c.line, sa.func.sum(en.c.amount))
+                             .where(en.c.order_id == bp("order"), en.c.account.in_(("commission", CAPPED)))
+                             .group_by(en.c.account, en.c.line))
         # the same three reads for every order a batch's refunds name, one query each (record_many)
         ids: sa.BindParameter[Any] = bp("ids", expanding=True)
         self.orders_rows = sa.select(o).where(o.c.order_id.in_(ids))
         self.orders_refunds = (sa.select(r.c.order_id, r.c.at_us, r.c.refund_id, r.c.amount_minor, ev.c.payload)
                                .join(ev, ev.c.seq == r.c.event_seq).where(r.c.order_id.in_(ids)))
-        self.orders_posted = (sa.select(en.c.order_id, en.c.line, sa.func.sum(en.c.amount))
-                              .where(en.c.order_id.in_(ids), en.c.account == "commission")
-                              .group_by(en.c.order_id, en.c.line))
+        self.orders_posted = (sa.select(en.c.order_id, en.c.account, en.c.line, sa.func.sum(en.c.amount))
+                              .where(en.c.order_id.in_(ids), en.c.account.in_(("commission", CAPPED)))
+                              .group_by(en.c.order_id, en.c.account, en.c.line))
         cols = (en.c.payee, en.c.line, en.c.level, en.c.rate, en.c.config_hash, en.c.effective_us, en.c.available_us)
-        self.revision_legs = (sa.select(*cols, sa.func.sum(en.c.amount))
-                              .where(en.c.order_id == bp("order"), en.c.account == "commission")
-                              .group_by(*cols).order_by(en.c.effective_us, en.c.line))
+        self.revision_legs = (sa.select(*cols, en.c.account, sa.func.sum(en.c.amount))
+                              .where(en.c.order_id == bp("order"), en.c.account.in_(("commission", CAPPED)))
+                              .group_by(*cols, en.c.account).order_by(en.c.effective_us, en.c.line))
+        # a payee's commission on the orders dated in a period (payee caps per period), one order left out
+        in_period = sa.select(o.c.order_id).where(o.c.at_us >= bp("start", type_=sa.BigInteger),
+                                                  o.c.at_us < bp("end", type_=sa.BigInteger), o.c.revision == 0)
+        self.period_commission = sa.select(sa.func.coalesce(sa.func.sum(en.c.amount), 0)).where(
+            en.c.payee == bp("payee"), en.c.currency == bp("currency"), en.c.account == "commission",
+            en.c.order_id.in_(in_period), en.c.order_id != bp("order"))
         at = bp("at", type_=sa.BigInteger)
         cond = (en.c.kind == "payout") | ((en.c.effective_us <= at) & (en.c.available_us <= at))
         self.funds = sa.select(sa.func.coalesce(sa.func.sum(en.c.amount), 0)).where(
@@ -201,6 +211,8 @@ class UnitOfWork:
         self.rows_entries: list[tuple[Any, ...]] = []
         #: commission legs posted in this transaction, in order (what ``Recorded.legs`` reports)
         self.legs: list[Leg] = []
+        #: capped excess legs posted in this transaction (what ``Recorded.capped`` reports)
+        self.capped: list[Leg] = []
 
     def start(self) -> None:
         conn = self.conn
@@ -246,25 +258,28 @@ class UnitOfWork:
             refunds: dict[str, list[tuple[int, str, int, bool]]] = {}
             for oid, a, rid, m, p in self.conn.execute(sql.orders_refunds, chunk):
                 refunds.setdefault(oid, []).append((int(a), rid, int(m), json.loads(p).get("amount") is None))
-            posted: dict[str, dict[int, int]] = {}
-            for oid, line, total in self.conn.execute(sql.orders_posted, chunk):
-                posted.setdefault(oid, {})[int(line)] = int(total)
+            posted: dict[str, dict[tuple[str, int], int]] = {}
+            for oid, account, line, total in self.conn.execute(sql.orders_posted, chunk):
+                posted.setdefault(oid, {})[(account, int(line))] = int(total)
             for oid in chunk["ids"]:
                 found = latest.get(oid)
                 self.orders[oid] = None if found is None else self._state(
                     found, sorted(refunds.get(oid, [])), posted.get(oid, {}))
 
     def _state(self, row: Any, refunds: list[tuple[int, str, int, bool]],
-               posted_by_line: dict[int, int]) -> _OrderState:
+               posted_by_line: dict[tuple[str, int], int]) -> _OrderState:
         awards = awards_from_json(row.awards)
         posted = [0] * len(awards)
-        for line, total in posted_by_line.items():
+        excess = [0] * len(awards)
+        for (account, line), total in posted_by_line.items():
             if total:  # lines of an earlier, longer rate snapshot net to zero
-                posted[line] = total
+                (posted if account == "commission" else excess)[line] = total
+        caps = caps_from_json(row.awards)
         return _OrderState(row.order_id, int(row.origin_seq), int(row.revision), int(row.event_seq), row.buyer,
                            int(row.at_us), row.currency, int(row.amount_minor), int(row.gross_base),
                            int(row.terms_version), row.config_hash, row.policy_label, Rounding(row.rounding),
-                           int(row.available_us), awards, row.awards, refunds, posted)
+                           int(row.available_us), awards, row.awards, refunds, posted,
+                           caps if any(c is not None for c in caps) else [], excess)
 
     def lookup(self, key: tuple[str, str]) -> tuple[int, str] | None:
         if key not in self.known:
@@ -306,7 +321,8 @@ class UnitOfWork:
                 self.any_hold = True
         rows = self.rows_entries
         chain = self.ledger._chain
-        self.legs += [leg for leg in legs if leg.amount and leg.payee is not None]
+        self.legs += [leg for leg in legs if leg.amount and leg.payee is not None and leg.account != CAPPED]
+        self.capped += [leg for leg in legs if leg.amount and leg.account == CAPPED]
         for leg in all_legs:
             self.head_seq += 1
             seq = self.head_seq
@@ -350,14 +366,22 @@ class UnitOfWork:
             return None
         refunds = sorted((int(a), i, int(m), json.loads(p).get("amount") is None)
                          for a, i, m, p in self.conn.execute(sql.order_refunds, args))
-        posted = {int(line): int(total) for line, total in self.conn.execute(sql.order_posted, args)}
+        posted = {(account, int(line)): int(total)
+                  for account, line, total in self.conn.execute(sql.order_posted, args)}
         st = self.orders[order_id] = self._state(row, refunds, posted)
         return st
 
     def revision_legs(self, st: _OrderState) -> list[tuple[Any, ...]]:
         self.flush()
         rows = self.conn.execute(self.sql.revision_legs, {"order": st.order_id})
-        return [(p, int(li), int(lv), rate, ch, int(eff), int(av), int(s)) for p, li, lv, rate, ch, eff, av, s in rows]
+        return [(p, int(li), int(lv), rate, ch, int(eff), int(av), acc, int(s))
+                for p, li, lv, rate, ch, eff, av, acc, s in rows]
+
+    def period_commission(self, payee: str, currency: str, start: int, end: int, order_id: str) -> int:
+        """``payee``'s commission on the orders dated in ``[start, end)`` but ``order_id`` (payee caps)."""
+        self.flush()
+        return int(self.conn.execute(self.sql.period_commission, {
+            "payee": payee, "currency": currency, "start": start, "end": end, "order": order_id}).scalar() or 0)
 
     def hold_markers(self, payee: str) -> list[tuple[str, int]]:
         """The payee's hold and release markers ``(kind, time)`` (see :mod:`cps_engine.ledger.holds`)."""

@@ -38,7 +38,9 @@ class Recorded:
     ``released`` lists the parked events it let through; ``lines`` are the commission lines of an
     applied order, with their provenance (the engine's :class:`~cps_engine.engine.CommissionLine`);
     ``legs`` every commission leg the call posted (its own, and those of restated or released
-    events), so a caller can see each balance it changed.
+    events), so a caller can see each balance it changed; ``capped`` the legs of what payee caps
+    withheld from those commissions (account ``capped``: payee, line, signed minor units; see
+    :class:`~cps_engine.ledger.postings.PayeeCaps`) -- ``lines`` stay the engine's, before caps.
     """
 
     kind: str
@@ -48,16 +50,19 @@ class Recorded:
     released: tuple[tuple[str, str], ...] = ()
     lines: tuple[CommissionLine, ...] = ()
     legs: tuple[Leg, ...] = ()
+    capped: tuple[Leg, ...] = ()
 
 
 @dataclass
 class RecordSummary:
     """Counts per outcome of a :meth:`Ledger.record_many` call, and (with ``results=True``) the
-    :class:`Recorded` of every event in input order."""
+    :class:`Recorded` of every event in input order; ``capped``: the commission payee caps withheld
+    in the call, per currency (minor units, net of refunds of capped orders)."""
 
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     released: int = 0
     recorded: list[Recorded] = field(default_factory=list)
+    capped: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -66,11 +71,15 @@ class RecordSummary:
     def add(self, r: Recorded) -> None:
         self.counts[r.outcome] += 1
         self.released += len(r.released)
+        for leg in r.capped:
+            self.capped[leg.currency] = self.capped.get(leg.currency, 0) + leg.amount
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {o.value}" for o, n in self.counts.items() if n)
+        capped = ", ".join(str(Money(v, c)) for c, v in sorted(self.capped.items()) if v)
         return f"{self.total} events: {parts or 'none'}" + (f" ({self.released} parked released)"
-                                                            if self.released else "")
+                                                            if self.released else "") + \
+            (f"; payee caps withheld {capped}" if capped else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,8 @@ class Balance:
     #: when the payee's hold in force at the balance's time began (µs; ``None``: not held); while held,
     #: commission whose hold period ended since then is counted pending (:mod:`cps_engine.ledger.holds`)
     held_since_us: int | None = None
+    #: commission the payee caps withheld from this payee (net of refunds; ``None`` read as zero)
+    capped: Money | None = None
 
     def as_json(self) -> dict[str, str]:
         """Decimal strings, e.g. ``{"payee": "bob", "currency": "CNY", "pending": "10.00", ...}``; a held
@@ -117,6 +128,8 @@ class Balance:
         out = {"payee": self.payee, "currency": self.currency, "pending": str(self.pending.amount),
                "available": str(self.available.amount), "paid": str(self.paid.amount),
                "fee": str(self.fee.amount)}
+        if self.capped is not None and self.capped.minor:
+            out["capped"] = str(self.capped.amount)
         if self.held_since_us is not None:
             from cps_engine.ledger.hashing import iso_us
 
