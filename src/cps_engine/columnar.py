@@ -224,7 +224,7 @@ def read_events(source: str | Path | bytes | IO[bytes] | IO[str], *,
     ...                    b'{"type":"order","id":"o1","buyer":"bo","share":"s1","amount":"1.5","currency":"CNY",'
     ...                    b'"at":"2026-03-01T11:00:00Z"}\\n{"type":"order","id":"o2"}\\n')
     >>> cols.tables["order"].column("amount_minor").to_pylist(), [str(e) for e in cols.errors]
-    ([150], ["line 3, record 'o2', field 'buyer': Field required"])
+    ([150], ["line 3, record 'o2', field 'at': Field required"])
     """
     pa, pc, pj = _modules()
     data, name = _read_bytes(source)
