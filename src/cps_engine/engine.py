@@ -43,6 +43,8 @@ from cps_engine.policies.registry import PolicyLike, load_policy
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from cps_engine.tiers import TierBook
+
 __all__ = ["CommissionLine", "Provenance", "Settlement", "compute", "compute_events", "net_base",
            "refunds_by_order", "settle"]
 
@@ -263,12 +265,15 @@ def settle(order_id: str, currency: str, base: int, awards: Sequence[Award], pol
 
 
 def compute(order: OrderEvent, policy: PolicyLike, *legacy: PolicyLike, graph: ShareGraph | None = None,
-            chain: Chain | None = None, refunded: int = 0) -> Settlement:
+            chain: Chain | None = None, refunded: int = 0, tiers: TierBook | None = None) -> Settlement:
     """Commission lines for one order under ``policy`` (a config, a mapping or a policy file).
 
     The order's chain comes from ``graph`` (the :class:`ShareGraph` to find it in) or is given as
     ``chain``; with neither, the order must have come through no share link (a direct sale).
     ``refunded`` (minor units) computes the lines on the net base, as after refunds.
+    ``tiers``: the :class:`~cps_engine.tiers.TierBook` of a policy with promoter tiers (each payee's
+    tier as of the order's time); a tiered policy needs one, given here or carried by the policy
+    (``book.policy``), else :class:`~cps_engine.tiers.TierBookMissing` is raised.
 
     The 0.x form ``compute(order, graph_or_chain, policy)`` still works, with a
     :class:`DeprecationWarning`.
@@ -279,10 +284,27 @@ def compute(order: OrderEvent, policy: PolicyLike, *legacy: PolicyLike, graph: S
     if chain is None:
         chain = (graph if graph is not None else ShareGraph()).chain_for(order, self_purchase=pol.self_purchase)
     base = pol.base.of(order)
-    view = OrderView(order, base)
+    view = OrderView(order, base) if pol.tiers is None and tiers is None else _tiered_view(order, base, pol, tiers)
     awards = pol.awards(chain, view)
     settlement = settle(order.id, order.currency, base, awards, pol.label, pol.config_hash, pol.rounding)
     return settlement.rebase(refunded) if refunded else settlement
+
+
+def _tiered_view(order: OrderEvent, base: int, pol: PolicyConfig, tiers: TierBook | None) -> OrderView:
+    """The order as a tiered policy sees it: each payee's tier as of the order's time, from ``tiers``
+    or the book the policy carries."""
+    from cps_engine.errors import InvalidPolicyConfig
+    from cps_engine.tiers import TierBookMissing, bound_book
+
+    book = tiers if tiers is not None else bound_book(pol)
+    if book is None:
+        raise TierBookMissing(f"policy {pol.label!r} has promoter tiers: give its tier history, "
+                              "compute(order, policy, tiers=TierBook.from_events(events, policy)), or pass "
+                              "book.policy as the policy", record=order.id, field="tiers")
+    if pol.tiers is None or book.config_hash != pol.config_hash:
+        raise InvalidPolicyConfig("the tier book was built for another policy config", record=order.id,
+                                  field="tiers")
+    return OrderView(order, base, book.lookup(order.at))
 
 
 def _legacy_compute(first: object, rest: tuple[object, ...]) -> tuple[PolicyLike, ShareGraph | None, Chain | None]:
@@ -360,10 +382,15 @@ def compute_events(events: EventsLike, policy: PolicyLike, *legacy: ShareGraph |
         graph = ShareGraph.from_events(events, binding=binding)
     orders = orders_by_id(events)
     refunded = refunds_by_order(events, orders)
+    book = None
+    if pol.tiers is not None:  # each payee's tier as of each order's time, from this history
+        from cps_engine.tiers import TierBook
+
+        book = TierBook.from_events(events, pol, graph=graph)
     out = []
     for order in sorted(orders.values(), key=lambda o: (o.at, o.id)):
         try:
-            out.append(compute(order, pol, graph=graph, refunded=refunded.get(order.id, 0)))
+            out.append(compute(order, pol, graph=graph, refunded=refunded.get(order.id, 0), tiers=book))
         except CpsError as exc:
             raise exc.located(record=order.id) from None
     return out

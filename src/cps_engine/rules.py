@@ -63,7 +63,8 @@ _RULES = (
          "first orders near their bind or first share, concentrated on one SKU and price) earn uplines nothing"),
     Rule("CN-HEADCOUNT", "CN", "No pay per recruit (拉人头)", "禁止传销条例 (2005) art. 7(1)",
          "awards derive only from orders (sales to buyers): payouts beyond commission, net of refunds "
-         "that came after the payout, are pay not derived from an order"),
+         "that came after the payout, are pay not derived from an order; no promoter tier is reached by "
+         "recruits, downline headcount or team sales"),
     Rule("CN-TEAM", "CN", "Team compensation (团队计酬)", "禁止传销条例 (2005) art. 7(3); 2013 joint opinion art. 5",
          "commission paid to a payee farther than the nearest payee of an order (on a downline's sale), "
          "as a share of commission; depth limited by CN-DEPTH"),

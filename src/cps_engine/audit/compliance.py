@@ -71,6 +71,7 @@ from cps_engine.money import Money
 from cps_engine.policies.base import PolicyConfig
 from cps_engine.policies.registry import PolicyLike, load_policy
 from cps_engine.rules import DISCLAIMER, PROFILES, RULES, Rule, Thresholds
+from cps_engine.tiers import HEADCOUNT_MEASURES, TierBook
 
 __all__ = ["ComplianceReport", "EntryPackage", "Finding", "Verdict", "compliance_report", "rule_limit"]
 
@@ -346,6 +347,26 @@ def _tree_levels(tree: nx.DiGraph[str]) -> list[tuple[int, int, str]]:
     return sorted(out, key=lambda t: (-t[0], -t[1], t[2]))
 
 
+def _tier_finding(evs: list[Event], policy: PolicyConfig, graph: ShareGraph) -> Finding:
+    """CN-HEADCOUNT on promoter tiers: a tier reached by recruits (``downline_count``) or by the team's
+    sales (``team_sales``) raises pay with recruiting; tiers on own sales pass."""
+    tiers = policy.tiers or []
+    bad = {i: t for i, t in enumerate(tiers) if t.upgrade is not None and t.upgrade.measure in HEADCOUNT_MEASURES}
+    measure = "tier rules paying for headcount or team sales"
+    limit = "tiers reached on own sales only (orders, net_sales)"
+    how = ("read the policy's tiers: each upgrade rule's measure; downline_count counts recruits, team_sales the "
+           "downline's sales; the tier history (TierBook) says who reached those tiers and when")
+    if not bad:
+        return Finding("CN-HEADCOUNT", measure, "none", "pass", limit,
+                       f"{len(tiers)} tier(s), every upgrade measured on the payee's own sales", how)
+    book = TierBook.from_events(evs, policy, graph=graph)
+    reached = sorted({c.payee for p in book.payees() for c in book.history(p) if c.index in bad})
+    rules = ", ".join(f"{t.name} by {t.upgrade.measure}" for t in bad.values() if t.upgrade is not None)
+    return Finding("CN-HEADCOUNT", measure, rules, "fail", limit,
+                   f"a tier rule pays for headcount: {len(reached)} payee(s) reached such a tier in this history"
+                   + (f" ({', '.join(reached[:5])}{' …' if len(reached) > 5 else ''})" if reached else ""), how)
+
+
 def compliance_report(events: EventsLike, policy: PolicyLike, *,
                       binding: BindingConfig | BindingMode | str = BindingMode.FIRST_WINS,
                       entry_skus: Iterable[str] = (), jurisdictions: Iterable[str] | None = None,
@@ -598,6 +619,9 @@ def compliance_report(events: EventsLike, policy: PolicyLike, *,
                      "fail" if recruit > t.unexplained_fail else "pass", "no recruit bounty, no recruit-count rank",
                      "; ".join(f"{p} {Money(v, c)}" for (c, p), v in worst_payees) if worst_payees
                      else "every payout is covered by commission earned on orders (or later refunded)", how_unexpl))
+    if policy.tiers is not None:
+        f.append(_tier_finding(evs, policy, graph))
+        acts["CN-HEADCOUNT"] = acts["CN-HEADCOUNT"] or f[-1].status == "fail"
     f.append(Finding("US-RETAIL", "recruitment-derived share of compensation", _pct(recruit),
                      "fail" if recruit > t.unexplained_fail else "pass", f"≤ {_pct(t.unexplained_fail)}",
                      "compensation only from orders", how_unexpl))

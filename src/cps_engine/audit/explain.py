@@ -35,6 +35,7 @@ from cps_engine.models import EventsLike, OrderEvent, RefundEvent, as_events
 from cps_engine.money import Money, Rounding, apply_rate, format_rate
 from cps_engine.policies.base import PolicyConfig
 from cps_engine.policies.registry import PolicyLike, load_policy
+from cps_engine.tiers import TierBook
 
 __all__ = ["Explanation", "LineExplanation", "explain_order"]
 
@@ -97,6 +98,12 @@ class Explanation:
     payee: str | None = None
     payee_reason: str | None = None
     no_lines_reason: str | None = None
+    #: promoter tiers (a tiered policy): payee -> (tier name, why), for every payee awarded a rate
+    tiers: tuple[tuple[str, str, str], ...] = ()
+
+    def tier_of(self, payee: str) -> tuple[str, str] | None:
+        """``(tier, why)`` of ``payee`` on this order (None: the policy has no tiers)."""
+        return next(((name, why) for p, name, why in self.tiers if p == payee), None)
 
     def level_of(self, payee: str) -> int | None:
         return next((ln.level for ln in self.lines if ln.payee == payee), None)
@@ -157,6 +164,9 @@ class Explanation:
             if ln.gross_amount != ln.amount:
                 out.append(f"  before refunds it was {ln.gross_amount}")
             out.append(f"  path read: {' → '.join(ln.path) if ln.path else '-'}")
+            tier = self.tier_of(ln.payee)
+            if tier is not None:
+                out.append(f"  tier: {tier[1]}")
         out.append(f"Merchant keeps {self.merchant_net} (base {self.net_base} − lines "
                    f"{Money(self.net_base.minor - self.merchant_net.minor, cur)})")
         if self.payee is not None and self.payee_reason is not None:
@@ -180,6 +190,7 @@ class Explanation:
             "lines": [ln.as_dict() for ln in self.lines],
             "merchant_net": str(self.merchant_net.amount),
             "payee": self.payee, "payee_reason": self.payee_reason, "no_lines_reason": self.no_lines_reason,
+            **({"tiers": {p: {"tier": name, "why": why} for p, name, why in self.tiers}} if self.tiers else {}),
         }
 
     def to_json(self) -> str:
@@ -285,7 +296,10 @@ def explain_order(events: EventsLike, policy: PolicyLike, order_id: str, payee: 
     chain = graph.chain_for(order, self_purchase=policy.self_purchase)
     links = tuple(chain.all())
     refunded = refunds_by_order(evs, orders).get(order.id, 0)
-    net = compute(order, policy, chain=chain, refunded=refunded)
+    book = TierBook.from_events(evs, policy, graph=graph) if policy.tiers is not None else None
+    net = compute(order, policy, chain=chain, refunded=refunded, tiers=book)
+    tiers = () if book is None else tuple(
+        (a.payee, (st := book.state(a.payee, order.at)).name, st.explain()) for a in net.awards)
     gross = net.rebase(0)
     cur = order.currency
     gross_amounts = {ln.payee: ln.amount for ln in gross.lines}
@@ -308,4 +322,4 @@ def explain_order(events: EventsLike, policy: PolicyLike, order_id: str, payee: 
     reason = _why_not(payee, order, links, gross, net, policy, order_reason) if payee is not None else None
     return Explanation(order, policy.label, policy.kind, policy.config_hash, policy.rounding, chain.source, links,
                        Money(gross.gross_base, cur), _base_rule(order, policy), refunds, Money(refunded, cur),
-                       net.base, tuple(lines), net.merchant_net, payee, reason, order_reason)
+                       net.base, tuple(lines), net.merchant_net, payee, reason, order_reason, tiers)

@@ -32,6 +32,7 @@ from pydantic.json_schema import SkipJsonSchema
 from cps_engine.errors import CpsError, CurrencyMismatch, InvalidPolicyConfig, InvalidRate
 from cps_engine.models import OrderEvent
 from cps_engine.money import Money, Rounding, format_rate, parse_rate
+from cps_engine.tiers import Tier
 
 if TYPE_CHECKING:
     from cps_engine.graph.chains import Chain, Link
@@ -155,11 +156,13 @@ _award = fast_new(Award)  # _award(payee, level, rate, rule, path, pool): every 
 class OrderView:
     """An order as a policy sees it: the commissionable ``base`` in minor units and its lines."""
 
-    __slots__ = ("__dict__", "base", "event")
+    __slots__ = ("__dict__", "base", "event", "tiers")
 
-    def __init__(self, event: OrderEvent, base: int) -> None:
+    def __init__(self, event: OrderEvent, base: int, tiers: Callable[[str], Tier] | None = None) -> None:
         self.event = event
         self.base = base
+        #: payee -> their promoter tier as of the order (a tiered policy; see :mod:`cps_engine.tiers`)
+        self.tiers = tiers
 
     @property
     def id(self) -> str:
@@ -272,6 +275,8 @@ class PolicyConfig(BaseModel):
     base: BaseConfig = Field(default_factory=BaseConfig)
     rounding: Rounding = Rounding.DOWN
     allow_over_100: bool = False
+    #: promoter tiers (分销等级): ordered, the first where everyone starts (:mod:`cps_engine.tiers`)
+    tiers: list[Tier] | None = None
     #: programmatic eligibility test (not serialised, not part of the config hash)
     eligible: SkipJsonSchema[Callable[[str], bool] | None] = Field(default=None, exclude=True)
 
@@ -283,6 +288,13 @@ class PolicyConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise from_validation(exc) from None
+
+    @model_validator(mode="after")
+    def _tiers_fit(self) -> PolicyConfig:
+        from cps_engine.tiers import check_tiers
+
+        check_tiers(self)
+        return self
 
     @model_validator(mode="after")
     def _at_most_the_base(self) -> PolicyConfig:
@@ -315,7 +327,8 @@ class PolicyConfig(BaseModel):
         def rate(spec: Any) -> Fraction:
             return spec if isinstance(spec, Fraction) else Fraction(0)  # fixed amounts aside
 
-        blended = [self.product_rates, self.category_rates]
+        blended = [self.product_rates, self.category_rates,
+                   {t.name: t.rates for t in self.tiers or () if t.rates is not None}]
         base = [max([rate(rates[i])] + [rate(_at_level(specs, i + 1)) for table in blended
                                          for specs in table.values()]) for i in range(levels)]
         total = sum(base, Fraction(0))
@@ -359,7 +372,7 @@ class PolicyConfig(BaseModel):
     def awards(self, chain: Chain, order: OrderView) -> list[Award]:
         """Who gets what fraction of ``order.base``: the compiled plan's awards; a policy without a
         plan implements this itself."""
-        plan = self.compiled()
+        plan = self.compiled() if self.tiers is None else self._tiered_plan()
         if plan is None:  # pragma: no cover - abstract
             raise NotImplementedError
         return plan.awards(chain, order)
@@ -376,13 +389,25 @@ class PolicyConfig(BaseModel):
         plugin without a plan should override it; the default then declares no limits."""
         from cps_engine.policies.traits import traits_of
 
+        if self.tiers is not None:  # the shape is the untiered policy's; only rates differ per payee
+            return traits_of(self.model_copy(update={"tiers": None}))
         return traits_of(self)
 
     def compiled(self) -> Plan | None:
-        """:meth:`plan`, built once per config (memoised on the instance)."""
+        """:meth:`plan`, built once per config (memoised on the instance).  None for a tiered policy
+        until the batch kernel learns tiers: the batch engine then computes its orders one at a time."""
+        if self.tiers is not None:
+            return None
         memo = self.__dict__.get("_cps_plan", _UNSET)
         if memo is _UNSET:
             memo = self.__dict__["_cps_plan"] = self.plan()
+        return memo  # type: ignore[no-any-return]
+
+    def _tiered_plan(self) -> Plan | None:
+        """:meth:`plan` of a tiered policy, memoised (the per-order engine runs it; ``compiled`` is None)."""
+        memo = self.__dict__.get("_cps_tier_plan", _UNSET)
+        if memo is _UNSET:
+            memo = self.__dict__["_cps_tier_plan"] = self.plan()
         return memo  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- helpers for policies
@@ -455,7 +480,7 @@ class PolicyConfig(BaseModel):
         >>> p.capped_level_awards(g.chain_for(o), view, rates) == p.capped(p.level_awards(g.chain_for(o), view, rates))
         True
         """
-        if self.payee_rates or self.product_rates or self.category_rates:
+        if self.payee_rates or self.product_rates or self.category_rates or order.tiers is not None:
             return self.capped(self.level_awards(chain, order, rates))
         # without overrides resolve_rate gives each level its own spec, with rule "level N rate"
         if self.distributors is None and self.eligible is None:
@@ -501,10 +526,15 @@ class PolicyConfig(BaseModel):
 
     def resolve_rate(self, payee: str | None, level: int, order: OrderView,
                      default: Callable[[int], RateSpec]) -> tuple[Fraction, str]:
-        """Rate of ``payee`` at rate tier ``level`` with precedence payee > product > category >
-        default (override lists are read at ``level``; a single spec applies at every level)."""
+        """Rate of ``payee`` at rate tier ``level`` with precedence payee > promoter tier > product >
+        category > default (override lists are read at ``level``; a single spec applies at every
+        level).  A promoter tier with rates replaces the product and category rates too."""
         if payee is not None and payee in self.payee_rates:
             return self.spec_rate(_at_level(self.payee_rates[payee], level), order), "payee rate"
+        if payee is not None and order.tiers is not None:
+            tier = order.tiers(payee)
+            if tier.rates is not None:
+                return self.spec_rate(_at_level(tier.rates, level), order), f"tier {tier.name} rate"
         lines = order.event.lines
         if lines and (self.product_rates or self.category_rates) and order.base > 0 and order.line_bases:
             total = Fraction(0)
@@ -620,3 +650,4 @@ def check_specs(specs: Iterable[RateSpec], what: str) -> None:
     for spec in specs:
         if isinstance(spec, Fraction) and not 0 <= spec <= 1:
             raise InvalidPolicyConfig(f"{what} must be within [0, 1]", field=what)
+
