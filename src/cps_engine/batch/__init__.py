@@ -225,6 +225,13 @@ def compute_batch(orders: object, *args: Any, policy: PolicyLike | None = None, 
     None).  ``refunds``: mapping ``order id -> refunded minor units``, refund events, or a frame
     with ``order`` and ``amount_minor`` columns.
 
+    Ids may be text, categoricals or the graph's integer codes (:meth:`ShareGraph.encode
+    <cps_engine.graph.ShareGraph.encode>`; see :mod:`cps_engine.batch._orders`).  ``payee`` is a
+    pandas categorical whose categories are every person of the graph, sorted (so sorting and
+    grouping by payee order names as text does; ``observed=True`` or ``remove_unused_categories()``
+    drops the people without lines); ``order`` is categorical when the ``id`` column was, else text.
+    Without pyarrow both are plain object columns.
+
     Columns: ``order``, ``payee``, ``level``, ``amount_minor`` (int64), ``currency``, ``rate``
     (exact text, e.g. ``'0.1'`` or ``'1/3'``) and ``base_minor`` (the net commissionable base the
     line was computed on).  Rows follow the orders (frame order, or time order for events), then

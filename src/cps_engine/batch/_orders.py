@@ -9,9 +9,11 @@ and the column, as the per-order path would.
 Column names (DataFrame / Arrow):
 
 ========================  ==============================================================
-``id``                    order id (str)
-``buyer``                 buyer (str)
-``share``                 share id the order was bought through (str, nullable)
+``id``                    order id (str, or a categorical: then ``order`` comes out categorical)
+``buyer``                 buyer (str or categorical; or int: the graph's person code from
+                          ``ShareGraph.encode(..., kind="user")``, -1 for a buyer not in the graph)
+``share``                 share id the order was bought through (str or categorical, nullable; or
+                          int: the graph's share code from ``ShareGraph.encode``, -1/null for none)
 ``amount`` or             amount paid in major units: decimal string, ``Decimal`` or int
 ``amount_minor``          amount paid in minor units (int64)
 ``currency``              ISO-4217 code
@@ -19,6 +21,11 @@ Column names (DataFrame / Arrow):
 ``shipping``/``tax``      optional, major units (``shipping_minor``/``tax_minor``: minor)
 ``refunded_minor``        optional, minor units refunded so far (``refunded``: major units)
 ========================  ==============================================================
+
+Integer codes are read as they are (checked against the graph's size, never hashed).  A categorical
+(pandas ``category``, Arrow dictionary) is resolved by its categories only, once per categories
+object and graph version.  A buyer given as code -1 has no name: an order that would pay its own
+buyer, or that is computed per order, is then refused; give such buyers by name.
 """
 
 from __future__ import annotations
