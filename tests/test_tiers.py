@@ -88,6 +88,17 @@ def test_crmeb_agent_levels_raise_both_levels_rates_by_own_order_count() -> None
     assert book.history("bob") == []
 
 
+def test_crmeb_levels_count_only_the_promoters_own_orders() -> None:
+    """CRMEB again: the level task counts the promoter's own promotion orders; a downline's sale (amy
+    at level 2) is not amy's.  Two sales through bob's re-share plus amy's three make five orders on
+    which amy is paid, but only three of her own: she is 银牌 (12%), not 金牌 (15%), on o6."""
+    evs: list[Event] = [share("s1", "amy"), share("s2", "bob", "s1"),
+                        order("o1", "s1", T0), order("o2", "s1", T0 + DAY), order("o3", "s1", T0 + 2 * DAY),
+                        order("o4", "s2", T0 + 3 * DAY), order("o5", "s2", T0 + 4 * DAY),
+                        order("o6", "s1", T0 + 5 * DAY)]
+    assert lines_of(evs, CRMEB)[-1] == ("o6", "amy", 1, 1200, "tier 银牌 rate")
+
+
 PAP = {"kind": "last_sharer", "rate": "10%",
        "tiers": [{"name": "standard"},
                  {"name": "gold", "rates": "15%", "downgrade": True,
@@ -118,6 +129,15 @@ def test_post_affiliate_pro_performance_tier_follows_net_sales_down_after_a_refu
         "(gold: at least 500.00 USD)",
         "standard since 2026-03-31T10:00:00+08:00: 450.00 USD of own net sales in the 30 days before, below "
         "gold's 500.00 USD"]
+
+
+def test_a_refund_dated_with_its_order_counts_from_the_start() -> None:
+    """A refund dated at the order's own time (cancelled at once) is netted from the start: 600 - 200 =
+    400 USD < 500, so o2 pays the standard 10%."""
+    evs: list[Event] = [share("s1", "amy"), order("o1", "s1", T0, "600.00", "USD"),
+                        RefundEvent(id="r1", order="o1", amount="200.00", at=T0),
+                        order("o2", "s1", T0 + DAY, "100.00", "USD")]
+    assert lines_of(evs, PAP)[-1] == ("o2", "amy", 1, 1000, "level 1 rate")
 
 
 def test_a_tier_without_downgrade_is_kept_and_the_window_edges_are_exact() -> None:
@@ -295,16 +315,22 @@ def test_compute_batch_falls_back_per_order_with_the_book_and_refuses_without_it
 
 
 def test_the_book_is_the_same_for_any_event_order() -> None:
-    evs = [*_crmeb_history(), RefundEvent(id="r1", order="o2", at=T0 + 3 * DAY + timedelta(hours=1))]
+    evs = [*_crmeb_history(), RefundEvent(id="r1", order="o1", amount="20.00", at=T0 + 3 * DAY + timedelta(hours=2)),
+           RefundEvent(id="r2", order="o1", at=T0 + 3 * DAY + timedelta(hours=3))]  # the rest of o1
     pol = load_policy({**CRMEB, "tiers": [*CRMEB["tiers"][:2],  # type: ignore[index]
                                           {"name": "金牌", "rates": ["15%", "8%"], "downgrade": True,
                                            "upgrade": {"measure": "net_sales", "at_least": "300.00 CNY"}}]})
     first = TierBook.from_events(evs, pol)
-    assert first.history("amy")
+    assert [str(c) for c in first.history("amy")][:2] == [
+        "金牌 since 2026-03-04T10:00:00+08:00: 300.00 CNY of own net sales in the 30 days before "
+        "(金牌: at least 300.00 CNY)",
+        "银牌 since 2026-03-04T12:00:00+08:00: 280.00 CNY of own net sales in the 30 days before, below "
+        "金牌's 300.00 CNY"]
     rng = random.Random(13)
-    for _ in range(10):
-        shuffled = evs[:]
-        rng.shuffle(shuffled)
+    for k in range(10):
+        shuffled = evs[::-1] if k == 0 else evs[:]
+        if k:
+            rng.shuffle(shuffled)
         again = TierBook.from_events(shuffled, pol)
         assert again.columns() == first.columns()
         assert [c.as_dict() for c in again.history("amy")] == [c.as_dict() for c in first.history("amy")]
