@@ -418,6 +418,21 @@ def test_batch_equals_per_order_for_tiered_policies(prog: Programme, cfg: dict[s
     assert outcome(batch) == outcome(per_order)
 
 
+@given(prog=programmes(max_orders=20), cfg=tiered_configs())
+def test_tier_indices_over_arrays_agree_with_state(prog: Programme, cfg: dict[str, Any]) -> None:
+    """The array lookup the batch kernel will use gives :meth:`TierBook.state` for every (payee, order)."""
+    from cps_engine.tiers import _micros
+
+    policy = load_policy(cfg)
+    try:
+        book = TierBook.from_events(prog.events, policy)
+    except CpsError:
+        return
+    pairs = [(p, o.at) for o in prog.orders for p in [*prog.people, "nobody"]]
+    got = book.tier_indices([p for p, _ in pairs], [_micros(at) for _, at in pairs]).tolist()
+    assert got == [book.state(p, at).index for p, at in pairs]
+
+
 @given(prog=programmes(max_orders=20), cfg=tiered_configs(), seed=st.integers(0, 2**32))
 def test_the_book_does_not_depend_on_event_order(prog: Programme, cfg: dict[str, Any], seed: int) -> None:
     policy = load_policy(cfg)

@@ -39,17 +39,20 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
 
 from cps_engine.errors import ComplianceViolation, CpsError, FloatRejected, InvalidPolicyConfig
 from cps_engine.money import Money
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from cps_engine.graph import BindingConfig, BindingMode, ShareGraph
     from cps_engine.models import EventsLike
     from cps_engine.policies.base import PolicyConfig
@@ -326,6 +329,7 @@ class TierBook:
         self.tiers: tuple[Tier, ...] = tuple(policy.tiers)
         self._changes = changes
         self._times = {p: [_micros(c.at) for c in cs] for p, cs in changes.items()}
+        self._index = {p: np.array([c.index for c in cs], dtype=np.int64) for p, cs in changes.items()}
         bound = policy.model_copy()
         for key in ("_cps_plan", "_cps_level_plan", "_cps_tier_plan", _BOOK_KEY):
             bound.__dict__.pop(key, None)
@@ -438,6 +442,29 @@ class TierBook:
             return first if k == 0 else self.tiers[self._changes[payee][k - 1].index]
 
         return tier
+
+    def tier_indices(self, payees: Sequence[str], times_us: Sequence[int] | NDArray[np.int64]) -> NDArray[np.int64]:
+        """The tier index (0: the first tier) of each ``(payee, order time in µs since the epoch)``:
+        :meth:`state` over arrays, one ``searchsorted`` per payee (strictly before the time), as the
+        batch kernel will read it per line.
+
+        >>> book = TierBook.__new__(TierBook)
+        >>> book._changes, book._times = {"amy": []}, {"amy": [10, 20]}
+        >>> book._index = {"amy": np.array([1, 2])}
+        >>> book.tier_indices(["amy", "amy", "amy", "bob"], [10, 11, 21, 99]).tolist()
+        [0, 1, 2, 0]
+        """
+        t = np.asarray(times_us, dtype=np.int64)
+        names = np.asarray(payees, dtype=object)
+        out = np.zeros(len(t), dtype=np.int64)
+        if not len(t):
+            return out
+        for payee in set(names.tolist()) & set(self._times):
+            rows = np.flatnonzero(names == payee)
+            k = np.searchsorted(np.asarray(self._times[payee], dtype=np.int64), t[rows], side="left")
+            index = np.concatenate([np.zeros(1, dtype=np.int64), self._index[payee]])
+            out[rows] = index[k]
+        return out
 
     def columns(self) -> tuple[list[str], list[int], list[int]]:
         """Every change as three columns sorted by (payee, time): payee, time in µs since the epoch,
