@@ -14,6 +14,8 @@ shared: absolute seconds drift with the load, ratios much less):
   (``write_lines(compute_events(...))``) whose bytes it must reproduce (checked).
 
 Run: ``.venv/bin/python benchmarks/bench_plan.py [--quick]``; writes ``benchmarks/results/plan.json``.
+``--users N --orders N`` set the sizes, ``--policies a,b`` picks the policies (three-level is always
+measured: it is the reference), ``--batch-only`` skips from_columns and the CLI.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from common import bench_parser, markdown_table, write_results
 
 from cps_engine import ShareGraph, compute_events, load_events, load_policy
 from cps_engine.batch import compute_batch
-from cps_engine.cli import write_batch_lines, write_lines
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone(timedelta(hours=8)))
 POLICIES: dict[str, dict[str, Any]] = {
@@ -104,45 +105,80 @@ def jsonl(data: dict[str, Any], n_orders: int, path: Path) -> None:
 def main() -> None:
     parser = bench_parser(__doc__ or "")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, help="people / shares (default 1M, 100k with --quick)")
+    parser.add_argument("--orders", type=int, help="orders (default 1M, 100k with --quick)")
+    parser.add_argument("--policies", help=f"comma-separated subset of {', '.join(POLICIES)}")
+    parser.add_argument("--batch-only", action="store_true", help="only compute_batch per policy")
     args = parser.parse_args()
-    n_users = 100_000 if args.quick else 1_000_000
-    n_orders = 100_000 if args.quick else 1_000_000
+    n_users = args.users or (100_000 if args.quick else 1_000_000)
+    n_orders = args.orders or (100_000 if args.quick else 1_000_000)
+    chosen = ["three_level", *[k for k in (args.policies.split(",") if args.policies else POLICIES)
+                               if k != "three_level"]]
+    unknown = [k for k in chosen if k not in POLICIES]
+    if unknown:
+        parser.error(f"unknown policies {unknown}; choose from {list(POLICIES)}")
     deep = 10_000 if args.quick else 100_000
     cli_orders = 20_000 if args.quick else 100_000
     data = make(n_users, n_orders, args.seed)
     out: dict[str, Any] = {"users": n_users, "orders": n_orders, "rounds": args.rounds}
 
     # ---- from_columns, forest vs forest + one deep chain
-    d_sids = data["sids"] + [f"d{i}" for i in range(deep)]
-    d_users = data["users"] + [f"v{i}" for i in range(deep)]
-    d_par = data["parents"] + [data["sids"][5]] + [f"d{i}" for i in range(deep - 1)]
-    fc = interleaved({"forest": lambda: ShareGraph.from_columns(data["sids"], data["users"], data["parents"]),
-                      "forest+deep": lambda: ShareGraph.from_columns(d_sids, d_users, d_par)}, args.rounds)
-    out["from_columns_s"] = fc
-    out["deep_chain_overhead"] = fc["forest+deep"] / fc["forest"] - 1 - deep / n_users
+    fc: dict[str, float] = {}
+    if not args.batch_only:
+        fc = from_columns(data, deep, n_users, args.rounds, out)
     graph = ShareGraph.from_columns(data["sids"], data["users"], data["parents"], times=data["times"])
-    pols = {k: load_policy({**v, **({"distributors": data["users"][::2], "payee_rates": {data["users"][1]: "12%"}}
-                                   if k == "three_level_distributors" else {})}) for k, v in POLICIES.items()}
+    pols = {k: load_policy({**POLICIES[k], **({"distributors": data["users"][::2],
+                                               "payee_rates": {data["users"][1]: "12%"}}
+                                              if k == "three_level_distributors" else {})}) for k in chosen}
     orders = data["orders"]
-    compute_batch(orders.head(1000), graph, pols["three_level"])  # warm the graph arrays
-    batch = interleaved({k: (lambda p=p: compute_batch(orders, graph, p)) for k, p in pols.items()}, args.rounds)
-    per_order = {k: int(compute_batch(orders.head(20_000), graph, p).attrs["cps_engine"]["per_order"])
+    compute_batch(orders.head(1000), graph=graph, policy=pols["three_level"])  # warm the graph arrays
+    batch = interleaved({k: (lambda p=p: compute_batch(orders, graph=graph, policy=p)) for k, p in pols.items()},
+                        args.rounds)
+    per_order = {k: int(compute_batch(orders.head(20_000), graph=graph, policy=p).attrs["cps_engine"]["per_order"])
                  for k, p in pols.items()}
     out["batch_s"] = batch
     out["batch_vs_three_level"] = {k: v / batch["three_level"] for k, v in batch.items()}
     out["orders_per_s"] = {k: n_orders / v for k, v in batch.items()}
     out["per_order_in_20k"] = per_order
+    lines = {k: len(compute_batch(orders.head(20_000), graph=graph, policy=p)) for k, p in pols.items()}
+    out["lines_per_order"] = {k: v / min(20_000, n_orders) for k, v in lines.items()}
+    rows = [[k, f"{batch[k]:.3f}", f"{out['batch_vs_three_level'][k]:.2f}", f"{out['orders_per_s'][k]:,.0f}",
+             f"{out['lines_per_order'][k]:.2f}", per_order[k]] for k in batch]
+    print(markdown_table(["policy", "median s", "× three-level", "orders/s", "lines/order", "per-order of 20k"],
+                         rows))
+    if not args.batch_only:
+        print(markdown_table(["from_columns", "median s"], [[k, f"{v:.3f}"] for k, v in fc.items()]))
+        print(f"deep chain overhead beyond its own shares: {out['deep_chain_overhead']:+.1%}")
+        cli_body(data, pols["three_level"], n_users, cli_orders, args.rounds, out)
+        print(markdown_table(["CLI body", "median s"], [[k, f"{v:.3f}"] for k, v in out["cli_s"].items()]))
+    write_results("plan_quick" if args.quick else "plan", out, args=args)
 
-    # ---- the CLI body: batch path vs per order vs polars.read_ndjson
+
+def from_columns(data: dict[str, Any], deep: int, n_users: int, rounds: int, out: dict[str, Any]
+                 ) -> dict[str, float]:
+    """ShareGraph.from_columns on the forest, and on the forest plus one chain of ``deep`` re-shares."""
+    d_sids = data["sids"] + [f"d{i}" for i in range(deep)]
+    d_users = data["users"] + [f"v{i}" for i in range(deep)]
+    d_par = data["parents"] + [data["sids"][5]] + [f"d{i}" for i in range(deep - 1)]
+    fc = interleaved({"forest": lambda: ShareGraph.from_columns(data["sids"], data["users"], data["parents"]),
+                      "forest+deep": lambda: ShareGraph.from_columns(d_sids, d_users, d_par)}, rounds)
+    out["from_columns_s"] = fc
+    out["deep_chain_overhead"] = fc["forest+deep"] / fc["forest"] - 1 - deep / n_users
+    return fc
+
+
+def cli_body(data: dict[str, Any], pol: Any, n_users: int, cli_orders: int, rounds: int, out: dict[str, Any]) -> None:
+    """The CLI body: batch path vs per order vs polars.read_ndjson."""
+    from cps_engine.cli import write_batch_lines, write_lines
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         jsonl({k: v[: n_users // 10] if isinstance(v, list) else v for k, v in data.items()}, cli_orders, path)
-        pol = pols["three_level"]
 
         def new() -> str:
             evs = load_events(path)
             buf = io.StringIO()
-            write_batch_lines(compute_batch(evs, None, pol, provenance=True), pol, "csv", buf)
+            write_batch_lines(compute_batch(evs, graph=None, policy=pol, provenance=True), pol, "csv", buf)
             return buf.getvalue()
 
         def old() -> str:
@@ -161,21 +197,13 @@ def main() -> None:
         t0 = time.perf_counter()
         load_events(path)
         load_s = time.perf_counter() - t0
-        cli = interleaved(fns, max(1, args.rounds - 1))
+        cli = interleaved(fns, max(1, rounds - 1))
         cli["load_events_once"] = load_s
         out["cli_s"] = cli
         out["cli_bytes"] = path.stat().st_size
         if "polars_read_ndjson" in cli:
             out["cli_vs_polars"] = cli["cli_batch"] / cli["polars_read_ndjson"]
         out["cli_batch_vs_per_order"] = cli["cli_batch"] / cli["cli_per_order"]
-
-    rows = [[k, f"{batch[k]:.3f}", f"{out['batch_vs_three_level'][k]:.2f}", f"{out['orders_per_s'][k]:,.0f}",
-             per_order[k]] for k in batch]
-    print(markdown_table(["policy", "median s", "× three-level", "orders/s", "per-order of 20k"], rows))
-    print(markdown_table(["from_columns", "median s"], [[k, f"{v:.3f}"] for k, v in fc.items()]))
-    print(f"deep chain overhead beyond its own shares: {out['deep_chain_overhead']:+.1%}")
-    print(markdown_table(["CLI body", "median s"], [[k, f"{v:.3f}"] for k, v in out["cli_s"].items()]))
-    write_results("plan_quick" if args.quick else "plan", out, args=args)
 
 
 if __name__ == "__main__":

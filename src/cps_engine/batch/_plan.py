@@ -700,14 +700,13 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
     prate, prule, redo_o = _line_rates(plan, cols, gross, opos, np.ones(n_o, dtype=_I64), list, rates, rules,
                                        overrides=False)
     # integer weights per member, their total per order
-    idx = np.arange(m, dtype=_I64) - np.repeat(starts, k)  # 0 = nearest member
-    kk = np.repeat(k, k)
+    oi = np.repeat(np.arange(n_o, dtype=_I64), k)  # the order of each member
     cls = None
     if w.kind == "decay":
         t = cols.micros(opos)
         if t is None:  # times not all known: the per-order engine decides
             return _PoolLines(np.zeros(m, dtype=bool), z, z, np.zeros(0, dtype=bool), z, np.unique(lrow))
-        tl = np.repeat(t, k)
+        tl = t[oi]
         node, down, person = links.node[li], links.down[li], links.person[li]
         lt = np.full(m, NO_TIME, dtype=_I64)
         shares = node >= 0
@@ -727,9 +726,11 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
         wi = np.ones(m, dtype=_I64)
         wsum = k.astype(_I64)
     else:
-        cls = np.where(idx == 0, 0, np.where(idx == kk - 1, 2, 1))
+        cls = np.ones(m, dtype=_I64)  # 0 the nearest member, 2 the farthest, 1 between
+        cls[starts + k - 1] = 2
+        cls[starts] = 0
         wt, tot = _position_table(w, k)
-        wi = wt[kk, cls]
+        wi = wt[k[oi], cls]
         wsum = tot[k]
     # the pool's rate after the cap, per distinct pool rate
     values = rates.values
@@ -753,13 +754,19 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
             rn_u[j], rd_u[j] = pr.numerator, pr.denominator  # else 0: exact integers below
     pj = dense[prate]  # per order
     ok_o = ~redo_o & ~zero_u[pj] & (wsum > 0)
-    keep = np.repeat(ok_o, k) & (wi > 0)
-    # member rates: equal/position once per (pool, length, class); decay once per member
+    keep = ok_o[oi] & (wi > 0)
+    every = bool(keep.all())  # the usual case: no member dropped, no gathers
     kept = np.flatnonzero(keep)
-    oj = np.repeat(pj, k)[kept]
+
+    def pick(a: NDArray[Any]) -> NDArray[Any]:
+        return a if every else a[kept]
+
+    koi = pick(oi)
+    oj = pj[koi]
+    # member rates: equal/position once per (pool, length, class); decay once per member
     if cls is not None or w.kind == "equal":
-        c = cls[kept] if cls is not None else np.zeros(len(kept), dtype=_I64)
-        kx = kk[kept]
+        c = pick(cls) if cls is not None else np.zeros(len(koi), dtype=_I64)
+        kx = k[koi]
         span = int(k.max(initial=0)) + 1
         key = (oj * span + kx) * 3 + c
         size = len(used) * span * 3
@@ -782,15 +789,15 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
             ids.append(rates.add(pools[jj] * wv / tv))
         rate = np.asarray(ids, dtype=_I64)[inv] if ids else z
     else:  # one rate per member: R × w / W reduced in int64, one Fraction each, no dedup by hash
-        rate = _member_rates(rates, pools, rn_u, rd_u, oj, wi[kept], np.repeat(wsum, k)[kept])
+        rate = _member_rates(rates, pools, rn_u, rd_u, oj, pick(wi), wsum[koi])
     # money: the pool rounded once per order, split by floors plus largest remainders
     kept_o = np.flatnonzero(ok_o)
     total = np.zeros(n_o, dtype=_I64)
     total[kept_o] = _amounts(net[opos[kept_o]], pj[kept_o], pools, plan.policy.rounding)
-    kw = np.bincount(np.repeat(np.arange(n_o, dtype=_I64), k)[kept], minlength=n_o)  # members kept
+    kw = k if every else np.bincount(koi, minlength=n_o)  # members kept
     kstart = np.cumsum(kw) - kw
     base = net[opos]
-    wk_arr = wi[kept]
+    wk_arr = pick(wi)
     wmax = np.maximum.reduceat(wk_arr, kstart[kept_o]) if len(kept_o) else z
     # int64 holds base × Rn × w and Rd × W (checked in float64 with a wide margin)
     lim = float(2**60)
@@ -798,12 +805,13 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
     rn_o, rd_o = rn_u[pj], rd_u[pj]
     fits[kept_o] = ((base[kept_o].astype(np.float64) * rn_o[kept_o] * wmax < lim)
                     & (rd_o[kept_o].astype(np.float64) * wsum[kept_o] < lim) & (rd_o[kept_o] > 0))
-    amount = np.zeros(len(kept), dtype=_I64)
-    of = np.repeat(fits, kw)
+    amount = np.zeros(len(koi), dtype=_I64)
+    of = fits[koi]
     if of.any():
         fo = np.flatnonzero(fits)
-        num = np.repeat(base * rn_o, kw)[of] * wk_arr[of]
-        den = np.repeat(rd_o * wsum, kw)[of]
+        fm = koi if bool(of.all()) else koi[of]
+        num = (base * rn_o)[fm] * (wk_arr if len(fm) == len(koi) else wk_arr[of])
+        den = (rd_o * wsum)[fm]
         floor = num // den
         rem = num - floor * den
         fk = kw[fo]
@@ -812,7 +820,7 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
         amount[of] = floor + _ranked_bumps(rem, fstart, fk, rest)
     slow = np.flatnonzero(~fits & ok_o)
     if slow.size:  # beyond int64: the engine's split, order by order
-        lvl = level[kept]
+        lvl = pick(level)
         for o in slow.tolist():
             a, b = int(kstart[o]), int(kstart[o] + kw[o])
             bo, pr, wo = int(base[o]), pools[int(pj[o])], int(wsum[o])
@@ -820,9 +828,9 @@ def _pool(plan: Plan, ga: GraphArrays, sub: _Chains, cols: OrderColumns, gross: 
             split = _split(int(total[o]), parts)
             for i in range(a, b):
                 amount[i] = split[i]
-    rule = np.repeat(prule, k)[kept]
-    scaled = np.repeat(scaled_u[pj], k)[kept]
-    redo_rows = np.unique(lrow[np.repeat(redo_o, k)])
+    rule = prule[koi]
+    scaled = scaled_u[oj]
+    redo_rows = np.unique(lrow[redo_o[oi]]) if redo_o.any() else z
     return _PoolLines(keep, rate, rule, scaled, amount, redo_rows)
 
 
