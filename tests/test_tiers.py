@@ -293,6 +293,9 @@ def test_compute_needs_the_book_and_refuses_another_policys() -> None:
     by_book = compute(last, pol, graph=g, tiers=book)
     assert by_book == compute(last, book.policy, graph=g)
     assert by_book.lines[1].provenance.rule == "tier 银牌 rate"
+    import pickle  # dask ships the policy to its workers: the book travels with it
+
+    assert compute(last, pickle.loads(pickle.dumps(book.policy)), graph=g) == by_book
     other = load_policy({**CRMEB, "rates": ["10%", "4%"]})
     with pytest.raises(InvalidPolicyConfig):
         compute(last, other, graph=g, tiers=book)
