@@ -215,6 +215,12 @@ BASE = {"kind": "capped_multilevel", "rates": ["10%", "5%"]}
     ([{"name": "a"}, {"name": "b", "rates": "12%", "upgrade": {"measure": "recruits", "at_least": 2}}],
      InvalidPolicyConfig, "tiers.1.upgrade.measure"),
     ([], InvalidPolicyConfig, "tiers"),
+    ([{"name": "a"}, *[{"name": f"t{i}", "rates": "1%", "upgrade": {"measure": "orders", "at_least": i}}
+                       for i in range(1, 101)]], InvalidPolicyConfig, "tiers"),
+    ([{"name": "a"}, {"name": "b", "rates": "12%", "upgrade": {"measure": "orders", "at_least": "٣"}}],
+     InvalidPolicyConfig, "tiers.1.upgrade.at_least"),
+    ([{"name": "a"}, {"name": "b", "rates": "12%", "upgrade": {"measure": "orders", "at_least": "9" * 5000}}],
+     InvalidPolicyConfig, "tiers.1.upgrade.at_least"),
 ])
 def test_bad_tiers_are_refused_naming_the_field(tiers: list[Any], error: type[Exception], field: str) -> None:
     with pytest.raises(error) as info:

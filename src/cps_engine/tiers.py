@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from cps_engine.models import EventsLike
     from cps_engine.policies.base import PolicyConfig
 
-__all__ = ["HEADCOUNT_MEASURES", "OWN_MEASURES", "Tier", "TierBook", "TierBookMissing", "TierChange",
+__all__ = ["HEADCOUNT_MEASURES", "MAX_TIERS", "OWN_MEASURES", "Tier", "TierBook", "TierBookMissing", "TierChange",
            "Upgrade", "bound_book", "check_tiers"]
 
 Measure = Literal["orders", "net_sales", "downline_count", "team_sales"]
@@ -66,6 +66,8 @@ OWN_MEASURES: tuple[str, ...] = ("orders", "net_sales")
 #: measures that count recruits or the team (refused by the compliant profiles: CN-HEADCOUNT)
 HEADCOUNT_MEASURES: tuple[str, ...] = ("downline_count", "team_sales")
 _COUNTS = ("orders", "downline_count")
+#: most tiers one policy may list
+MAX_TIERS = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _BOOK_KEY = "_cps_tier_book"
@@ -165,6 +167,8 @@ def check_tiers(policy: PolicyConfig) -> None:
     if not tiers:
         raise InvalidPolicyConfig("tiers must list at least one tier (the first is where everyone starts)",
                                   field="tiers")
+    if len(tiers) > MAX_TIERS:
+        raise InvalidPolicyConfig(f"at most {MAX_TIERS} tiers", field="tiers")
     seen: set[str] = set()
     last: dict[tuple[str, str | None], int] = {}
     plan = policy.plan()
@@ -208,7 +212,7 @@ def check_tiers(policy: PolicyConfig) -> None:
         field = f"{where}.upgrade.at_least"
         if up.measure in _COUNTS:
             text = str(up.at_least).strip()
-            if not text.isdigit() or int(text) < 1:
+            if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
                 raise InvalidPolicyConfig(f"{up.measure} counts: at_least must be a whole number of at least 1",
                                           field=field)
             key: tuple[str, str | None] = (up.measure, None)
