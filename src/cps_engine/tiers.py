@@ -2,8 +2,8 @@
 
 A policy's ``tiers`` option lists tiers in order, the first one the tier everybody starts in.
 Every later tier has an ``upgrade`` rule measured on the payee's **own** sales: the orders where
-the payee is the order's level-1 payee (the nearest eligible person on its chain, under the
-policy's ``distributors``, ``ineligible`` and ``self_purchase``), dated within ``window_days``
+the payee is the order's level-1 payee (level 1 of its chain under the policy's ``distributors``,
+``ineligible`` and ``self_purchase``: the nearest eligible person), dated within ``window_days``
 before the order being paid, the order itself excluded, net of the refunds dated before it:
 
 - ``orders``: how many of them were not fully refunded;
