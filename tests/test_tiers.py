@@ -140,6 +140,23 @@ def test_a_refund_dated_with_its_order_counts_from_the_start() -> None:
     assert lines_of(evs, PAP)[-1] == ("o2", "amy", 1, 1000, "level 1 rate")
 
 
+def test_with_self_purchase_a_buyers_own_orders_are_their_own_sales() -> None:
+    """self_purchase puts the buyer at level 1: their own purchases count towards their tier; under
+    keep_level an ineligible level 1 is nobody's own sale."""
+    tiers = [{"name": "base"}, {"name": "up", "rates": "20%", "upgrade": {"measure": "orders", "at_least": 1}}]
+    evs: list[Event] = [order("a1", None, T0, buyer="amy"), order("a2", None, T0 + DAY, buyer="amy")]
+    pol = {"kind": "last_sharer", "rate": "10%", "self_purchase": True, "tiers": tiers}
+    assert [r for *_, r in lines_of(evs, pol)] == ["level 1 rate", "tier up rate"]
+    keep = {"kind": "capped_multilevel", "rates": ["10%", "5%"], "distributors": ["amy"], "ineligible": "keep_level",
+            "tiers": [{"name": "base"}, {"name": "up", "rates": ["20%", "9%"],
+                                         "upgrade": {"measure": "orders", "at_least": 1}}]}
+    evs2: list[Event] = [share("s1", "amy"), share("s2", "bob", "s1"), order("b1", "s2", T0),
+                         order("b2", "s2", T0 + DAY)]
+    assert lines_of(evs2, keep) == [("b1", "amy", 2, 500, "level 2 rate"), ("b2", "amy", 2, 500, "level 2 rate")]
+    compress = {**keep, "ineligible": "compress"}  # amy moves up to level 1: b1 is her own sale
+    assert lines_of(evs2, compress) == [("b1", "amy", 1, 1000, "level 1 rate"), ("b2", "amy", 1, 2000, "tier up rate")]
+
+
 def test_a_tier_without_downgrade_is_kept_and_the_window_edges_are_exact() -> None:
     """Upgrades are kept unless the tier says downgrade; the window is [t - N days, t): an order exactly
     N days before still counts, an order at the same instant does not."""
