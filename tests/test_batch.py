@@ -440,21 +440,6 @@ def test_dask_and_polars_stay_optional() -> None:
     assert out.stdout.strip() == "ok"
 
 
-# ------------------------------------------------------------------------------ the tests can fail
-def test_the_property_catches_a_pool_tie_to_the_nearer_link(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mutation check: a pool split that gives the leftover unit to the nearer link is caught
-    (three equal shares of 1.00 at 10%: 3.33 each, the unit left goes to the farthest)."""
-    evs = _events(_share("s1", "amy", None, 0), _share("s2", "bob", "s1", 1), _share("s3", "cat", "s2", 2),
-                  _order("o1", "eve", "s3", "100.00", 5))
-    policy = load_policy({"kind": "linear", "rate": "10%"})
-    assert rows(compute_batch(evs, policy=policy)) == reference(evs, policy)
-    original = np.lexsort
-    monkeypatch.setattr(np, "lexsort", lambda keys: original((-keys[0], *keys[1:])) if len(keys) == 3
-                        else original(keys))
-    assert rows(compute_batch(evs, policy=policy)) != reference(evs, policy)
-
-
-
 def test_the_property_catches_a_wrong_first_sharer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutation check: a first-sharer kernel that forgets to skip the buyer is caught."""
     original = _kernels._on_path

@@ -232,6 +232,7 @@ def _write_csv_columns(lines: Any, constants: tuple[str, str, str], out: IO[str]
             offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset:chunk.offset + len(chunk) + 1]
             out.flush()
             binary.write(memoryview(chunk.buffers()[2])[int(offsets[0]):int(offsets[-1])])
+            binary.flush()  # a closed pipe fails here, inside output_file, not at interpreter exit
         if steps is not None:
             steps.advance(len(part))
     return n
@@ -375,6 +376,9 @@ def _mount() -> None:
     app.add_typer(audit_app, name="audit", help="Verify statements, explain lines, check integrity and compliance.")
     app.command("statement")(statement)
     app.add_typer(ledger_app, name="ledger", help="Commission ledger: record events, balances, statements.")
+    from cps_engine.cli_hold import register_hold_commands
+
+    register_hold_commands(ledger_app)  # ledger hold | release | holds | caps
     app.command("whatif")(whatif)
     from cps_engine.service.cli import serve_app
 

@@ -38,13 +38,13 @@ from cps_engine.cli_common import (
     time_option,
     write_stdout,
 )
-from cps_engine.errors import InvalidInput
+from cps_engine.errors import CpsError, InvalidInput
 from cps_engine.ledger.export import EXPORT_FORMATS, write_beancount
 from cps_engine.ledger.hashing import iso_us
 from cps_engine.ledger.ledger import DEFAULT_HORIZON_DAYS, Ledger, sqlite_engine
 from cps_engine.ledger.schema import SCHEMA_VERSION, ledger_ddl
 from cps_engine.ledger.statement import build_statement, parse_zone, recorded_zone, zone_label
-from cps_engine.limits import MAX_DAYS
+from cps_engine.limits import MAX_DAYS, check_time
 from cps_engine.models import iter_events
 from cps_engine.textio import CsvWriter
 
@@ -218,7 +218,13 @@ def statement_time(text: str, flag: str, zone: tzinfo, *, end_of_day: bool = Fal
     except ValueError:
         pass
     else:
-        return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), tzinfo=zone)
+        try:
+            found = datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), tzinfo=zone)
+            return check_time(found, field=flag)
+        except OverflowError:
+            fail(f"{flag}: {text.strip()!r} is outside the supported range of dates")
+        except CpsError as exc:
+            fail(f"{flag}: {exc}")
     if isinstance(zone, timezone):  # a fixed offset: the common parser, with its messages
         label = zone_label(zone)
         return time_option(text, flag, end_of_day=end_of_day, tz="Z" if label == "UTC" else label.removeprefix("UTC"))
@@ -250,6 +256,8 @@ def statement_cmd(
     statement (exit 1), since its figures may not be what was posted."""
     with bad_input_exits(ValueError), database_errors(db):
         zone = parse_zone(tz) if tz is not None else None
+        for text, flag in ((start, "--from"), (end, "--to")):  # syntax first: name the flag before any database
+            statement_time(text, flag, zone or UTC)
         led = open_ledger(db, prefix=prefix, chain_key=read_key(key_file))
         try:
             zone, why = (zone, "given") if zone is not None else recorded_zone(led, payee)
