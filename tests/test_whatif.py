@@ -495,8 +495,6 @@ def test_cli_prints_the_table_and_writes_the_plot(tmp_path: Path) -> None:
     assert out.stat().st_size > 10_000
 
 
-@pytest.mark.xfail(reason="cps_engine.cli_whatif reads the ratio columns as Decimal; it must read their *_exact "
-                          "columns now that the ratios are float64 (a change outside this module)", strict=False)
 def test_cli_prints_the_rates_as_percentages() -> None:
     from cps_engine.cli import sample_path
 

@@ -7,6 +7,7 @@ and a message naming the record and field, like every other command.
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -65,8 +66,10 @@ def _cell(value: Any, kind: str, currency: str) -> str:
         minor = value if isinstance(value, Decimal) else Decimal(int(value))
         exp = Money(0, currency).exponent
         return str(minor.scaleb(-exp).quantize(Decimal(1).scaleb(-exp)))
-    if kind == "pct":
-        return _percent(value if isinstance(value, Decimal) else Decimal(int(value)))
+    if kind == "pct":  # the exact ratio (a Fraction or Decimal); never the float column meant for plots
+        if isinstance(value, Fraction):
+            value = Decimal(value.numerator) / Decimal(value.denominator)
+        return _percent(value if isinstance(value, Decimal) else Decimal(str(value)))
     return str(value)
 
 
@@ -85,7 +88,8 @@ def render(comparison: Comparison, *, top: int = 5) -> list[Table]:
             cells = []
             for name in names:
                 row = m[(m["policy"] == name) & (m["currency"] == cur)]
-                cells.append(_cell(row[key].iloc[0], kind, cur) if len(row) else "-")
+                exact = f"{key}_exact" if kind == "pct" and f"{key}_exact" in row.columns else key
+                cells.append(_cell(row[exact].iloc[0], kind, cur) if len(row) else "-")
             table.add_row(label, *cells)
         tables.append(table)
     if len(names) >= 2 and top > 0:
