@@ -503,6 +503,9 @@ def test_cli_prints_the_rates_as_percentages() -> None:
     assert result.exit_code == 0, result.output
     rate = next(line for line in result.output.splitlines() if "effective rate" in line)
     assert "10.00%" in rate
+    gini = next(line for line in result.output.splitlines() if "Gini" in line)
+    cell = gini.split("│")[2].strip()  # the exact Gini, half-even to 6 places (not the float column)
+    assert len(cell.split(".")[1]) == 6, gini
 
 
 def test_cli_bad_input_exits_2(tmp_path: Path) -> None:

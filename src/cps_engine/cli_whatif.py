@@ -70,6 +70,8 @@ def _cell(value: Any, kind: str, currency: str) -> str:
         if isinstance(value, Fraction):
             value = Decimal(value.numerator) / Decimal(value.denominator)
         return _percent(value if isinstance(value, Decimal) else Decimal(str(value)))
+    if kind == "dec" and isinstance(value, Fraction):  # as before: half-even to 6 places
+        return str(Decimal(round(value * 10**6)).scaleb(-6))
     return str(value)
 
 
@@ -88,7 +90,7 @@ def render(comparison: Comparison, *, top: int = 5) -> list[Table]:
             cells = []
             for name in names:
                 row = m[(m["policy"] == name) & (m["currency"] == cur)]
-                exact = f"{key}_exact" if kind == "pct" and f"{key}_exact" in row.columns else key
+                exact = f"{key}_exact" if kind in ("pct", "dec") and f"{key}_exact" in row.columns else key
                 cells.append(_cell(row[exact].iloc[0], kind, cur) if len(row) else "-")
             table.add_row(label, *cells)
         tables.append(table)
